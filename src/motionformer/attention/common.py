@@ -1,0 +1,52 @@
+"""Shape checks and small helpers shared by the attention functions."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def head_scale(head_dim: int) -> float:
+    """The softmax temperature 1/sqrt(head_dim) used by every attention in the paper."""
+    return 1.0 / math.sqrt(head_dim)
+
+
+def split_frames(num_tokens: int, num_frames: int) -> int:
+    """Spatial tokens per frame S for ``num_tokens = 1 + num_frames * S`` (class token first).
+
+    Raises ValueError naming both numbers when the patch tokens do not divide into frames.
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    patches = num_tokens - 1
+    if patches < num_frames or patches % num_frames:
+        raise ValueError(
+            f"token count {num_tokens} is not 1 + num_frames * S: {num_tokens} - 1 = {patches} "
+            f"is not a positive multiple of num_frames = {num_frames}"
+        )
+    return patches // num_frames
+
+
+def check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
+    """Raise ValueError unless q, k, v are (..., N, D) with matching batch dims, head dim and key count."""
+    if q.dim() < 3 or k.dim() != q.dim() or v.dim() != q.dim():
+        raise ValueError(f"q, k, v must be (..., N, D) of equal rank, got {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}, {tuple(v.shape)}")
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2] or q.shape[:-2] != k.shape[:-2]:
+        raise ValueError(f"incompatible q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+
+
+def segment_means(x: Tensor, num_segments: int) -> Tensor:
+    """Means of ``num_segments`` contiguous, near-equal segments along dim -2: (..., N, D) -> (..., R, D).
+
+    When N is not a multiple of R the first N % R segments hold one token more (as ``tensor_split``).
+    """
+    n = x.shape[-2]
+    if not 1 <= num_segments <= n:
+        raise ValueError(f"num_segments must be in [1, {n}] for {n} tokens, got {num_segments}")
+    if n % num_segments == 0:
+        # (..., R, N/R, D) -> (..., R, D)
+        return x.unflatten(-2, (num_segments, n // num_segments)).mean(-2)
+    return torch.stack([part.mean(-2) for part in x.tensor_split(num_segments, dim=-2)], dim=-2)

@@ -1,0 +1,205 @@
+"""Attention modules: they own the projections (named as in the released checkpoints) and call
+the pure functions of ``motionformer.attention``.
+
+Input and output: (B, 1 + T*S, C), the class token first, then patch tokens frame-major.
+"""
+
+from __future__ import annotations
+
+import enum
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from motionformer.attention import (
+    FrameAttention,
+    Normalization,
+    PrototypeSelection,
+    PrototypeSource,
+    TemporalPooling,
+    TemporalProjections,
+    exact_frame_attention,
+    joint_attention,
+    nystrom_frame_attention,
+    orthoformer_frame_attention,
+    orthogonal_random_features,
+    performer_frame_attention,
+    space_attention,
+    space_time_frame_attention,
+    time_attention,
+    trajectory_attention,
+)
+from motionformer.attention.common import split_frames
+from motionformer.attention.reference import frame_attention_reference, trajectory_attention_reference
+
+
+class Approximation(str, enum.Enum):
+    """Approximations of trajectory attention's first (spatial) stage (paper Table 3a)."""
+
+    ORTHOFORMER = "orthoformer"
+    NYSTROM = "nystrom"
+    PERFORMER = "performer"
+
+
+def _check_heads(dim: int, num_heads: int) -> int:
+    if num_heads < 1 or dim % num_heads:
+        raise ValueError(f"dim = {dim} is not divisible by num_heads = {num_heads}")
+    return dim // num_heads
+
+
+class _HeadsAttention(nn.Module):
+    """``qkv`` (C -> 3C) and ``proj`` (C -> C) around an attention function of (q, k, v)."""
+
+    def __init__(self, dim: int, num_heads: int = 12, qkv_bias: bool = True):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = _check_heads(dim, num_heads)
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def _split_heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        # (B, N, 3C) -> (3, B, H, N, D)
+        qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
+        return qkv[0], qkv[1], qkv[2]
+
+    def _check_tokens(self, x: Tensor, num_frames: int) -> None:
+        if x.dim() != 3:
+            raise ValueError(f"expected tokens of shape (B, 1 + T*S, C), got {tuple(x.shape)}")
+        split_frames(x.shape[1], num_frames)
+
+
+class JointAttention(_HeadsAttention):
+    """Joint space-time attention (eq. 2): every token attends over all tokens."""
+
+    def forward(self, x: Tensor, num_frames: int = 1) -> Tensor:
+        q, k, v = self._split_heads(x)
+        out = joint_attention(q, k, v)  # (B, H, N, D)
+        return self.proj(out.transpose(1, 2).flatten(2))
+
+
+class TimeAttention(_HeadsAttention):
+    """The time half of divided space-time attention (``timeattn`` in the released checkpoints)."""
+
+    def forward(self, x: Tensor, num_frames: int) -> Tensor:
+        self._check_tokens(x, num_frames)
+        q, k, v = self._split_heads(x)
+        return self.proj(time_attention(q, k, v, num_frames).transpose(1, 2).flatten(2))
+
+
+class SpaceAttention(_HeadsAttention):
+    """The space half of divided space-time attention (``attn`` in the released divided blocks)."""
+
+    def forward(self, x: Tensor, num_frames: int) -> Tensor:
+        self._check_tokens(x, num_frames)
+        q, k, v = self._split_heads(x)
+        return self.proj(space_attention(q, k, v, num_frames).transpose(1, 2).flatten(2))
+
+
+class TrajectoryAttention(_HeadsAttention):
+    """Trajectory attention (paper eq. 4-6) with ``qkv``, ``proj_q``, ``proj_kv`` and ``proj``.
+
+    Args:
+        original_temporal_values: pool the trajectory tokens themselves in the temporal stage, as the
+            released checkpoints do (the value half of ``proj_kv`` is then unused and gets no gradient,
+            so DDP needs ``find_unused_parameters``). Default: the paper's projected values.
+        approx: None for exact attention, else an ``Approximation`` of the spatial stage.
+        num_prototypes: prototypes (Orthoformer) or landmarks (Nystrom). At least S, the tokens of one
+            frame, means exact attention.
+        temporal_pooling: ``attention`` (Att_T) or ``average`` (Avg_T; no ``proj_q``/``proj_kv``).
+        normalization: ``frame`` (Norm_S) or ``space_time`` (Norm_ST, exact only).
+        prototype_selection, shared_prototypes, prototype_source, oversampling: Orthoformer options.
+        num_random_features: Performer features m. pinv_iterations: Nystrom inverse iterations.
+        reference: compute with the slow straightforward reference (for parity checks and benchmarks).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 12,
+        qkv_bias: bool = True,
+        original_temporal_values: bool = False,
+        approx: Approximation | str | None = None,
+        num_prototypes: int = 128,
+        *,
+        temporal_pooling: TemporalPooling | str = TemporalPooling.ATTENTION,
+        normalization: Normalization | str = Normalization.FRAME,
+        prototype_selection: PrototypeSelection | str = PrototypeSelection.ORTHOGONAL,
+        shared_prototypes: bool = True,
+        prototype_source: PrototypeSource | str = PrototypeSource.QUERIES_AND_KEYS,
+        oversampling: int = 4,
+        num_random_features: int = 256,
+        pinv_iterations: int = 6,
+        reference: bool = False,
+    ):
+        super().__init__(dim, num_heads, qkv_bias)
+        if num_prototypes < 1:
+            raise ValueError(f"num_prototypes must be >= 1, got {num_prototypes}")
+        self.original_temporal_values = original_temporal_values
+        self.temporal_pooling = TemporalPooling(temporal_pooling)
+        self.normalization = Normalization(normalization)
+        self.approx = Approximation(approx) if approx is not None else None
+        self.num_prototypes = num_prototypes
+        self.reference = reference
+        if self.temporal_pooling is TemporalPooling.ATTENTION:
+            self.proj_q = nn.Linear(dim, dim, bias=qkv_bias)
+            self.proj_kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
+        if self.approx is Approximation.PERFORMER:
+            features = orthogonal_random_features(num_random_features, self.head_dim)
+            self.register_buffer("random_features", features)
+        if self.approx is not None and self.normalization is Normalization.SPACE_TIME:
+            raise ValueError("normalization='space_time' is only implemented for exact attention (approx=None)")
+        self.prototype_selection = PrototypeSelection(prototype_selection)
+        self.shared_prototypes = shared_prototypes
+        self.prototype_source = PrototypeSource(prototype_source)
+        self.oversampling = oversampling
+        self.pinv_iterations = pinv_iterations
+
+    def frame_attention(self) -> FrameAttention:
+        """The first-stage function this module uses: (q, k, v, num_frames) -> (B, H, T, T*S, D)."""
+        if self.approx is Approximation.ORTHOFORMER:
+            return partial(orthoformer_frame_attention, num_prototypes=self.num_prototypes,
+                           shared=self.shared_prototypes, selection=self.prototype_selection,
+                           source=self.prototype_source, oversampling=self.oversampling)
+        if self.approx is Approximation.NYSTROM:
+            return partial(nystrom_frame_attention, num_landmarks=self.num_prototypes,
+                           iterations=self.pinv_iterations)
+        if self.approx is Approximation.PERFORMER:
+            return partial(performer_frame_attention, projection=self.random_features)
+        if self.normalization is Normalization.SPACE_TIME:
+            return space_time_frame_attention
+        return frame_attention_reference if self.reference else exact_frame_attention
+
+    def _projections(self) -> TemporalProjections | None:
+        if self.temporal_pooling is TemporalPooling.AVERAGE:
+            return None
+        return TemporalProjections(self.proj_q.weight, self.proj_q.bias, self.proj_kv.weight, self.proj_kv.bias)
+
+    def forward(self, x: Tensor, num_frames: int) -> Tensor:
+        """x: (B, 1 + T*S, C) with T = ``num_frames`` token frames. Returns (B, 1 + T*S, C)."""
+        self._check_tokens(x, num_frames)
+        q, k, v = self._split_heads(x)
+        if self.reference:
+            out = trajectory_attention_reference(
+                q, k, v, num_frames, self._projections(), frame_attention=self.frame_attention(),
+                average_over_time=self.temporal_pooling is TemporalPooling.AVERAGE,
+                original_temporal_values=self.original_temporal_values)
+        else:
+            out = trajectory_attention(
+                q, k, v, num_frames, self._projections(), frame_attention=self.frame_attention(),
+                temporal_pooling=self.temporal_pooling, original_temporal_values=self.original_temporal_values)
+        return self.proj(out)
+
+    @torch.no_grad()
+    def spatial_attention_map(self, x: Tensor, num_frames: int, query_index: int) -> Tensor:
+        """Eq. 4 weights that patch token ``query_index`` (0-based among patches) pays to every frame.
+
+        Returns (B, H, T, S): a softmax over S for each frame (exact attention, for pictures).
+        """
+        self._check_tokens(x, num_frames)
+        q, k, _ = self._split_heads(x)
+        s = (x.shape[1] - 1) // num_frames
+        query = q[:, :, 1 + query_index]  # (B, H, D)
+        keys = k[:, :, 1:].unflatten(2, (num_frames, s))  # (B, H, T, S, D)
+        scores = torch.einsum("bhd,bhtsd->bhts", query, keys) * self.head_dim ** -0.5
+        return torch.softmax(scores, dim=-1)
