@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import motionformer.attention.trajectory as trajectory_module
 from motionformer.attention import (
     TemporalPooling,
     TemporalProjections,
@@ -53,7 +54,10 @@ def _close(a, b):
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("original_temporal_values", [False, True])
-def test_fast_path_matches_equations(shape, original_temporal_values):
+@pytest.mark.parametrize("chunk_elements", [None, 40])
+def test_fast_path_matches_equations(shape, original_temporal_values, chunk_elements, monkeypatch):
+    if chunk_elements is not None:  # force several query chunks (uneven last one) through the temporal stage
+        monkeypatch.setattr(trajectory_module, "CHUNK_ELEMENTS", chunk_elements)
     q, k, v, proj = _inputs(*shape)
     t = shape[2]
     fast = trajectory_attention(q, k, v, t, proj, original_temporal_values=original_temporal_values)

@@ -70,12 +70,13 @@ def exact_frame_attention(q: Tensor, k: Tensor, v: Tensor, num_frames: int) -> T
     """
     b, h, n, d = q.shape
     s = n // num_frames
-    # Frames folded into the head dim, since fused CPU kernels take 4-D inputs only:
-    # keys/values (B, H, T*S, D) -> (B, H*T, S, D); queries repeated per frame (B, H*T, N, D).
-    k_frames = k.reshape(b, h * num_frames, s, d)
-    v_frames = v.reshape(b, h * num_frames, s, d)
-    q_frames = q.unsqueeze(2).expand(b, h, num_frames, n, d).reshape(b, h * num_frames, n, d)
-    return F.scaled_dot_product_attention(q_frames, k_frames, v_frames).view(b, h, num_frames, n, d)
+    # Fused CPU kernels take 4-D inputs, so frames become the leading batch dim. The queries are the
+    # same for every frame: a stride-0 expand, never copied. Keys/values: (B, H, T*S, D) -> (T, B*H, S, D).
+    k_frames = k.unflatten(2, (num_frames, s)).permute(2, 0, 1, 3, 4).reshape(num_frames, b * h, s, d)
+    v_frames = v.unflatten(2, (num_frames, s)).permute(2, 0, 1, 3, 4).reshape(num_frames, b * h, s, d)
+    q_frames = q.reshape(1, b * h, n, d).expand(num_frames, b * h, n, d)
+    out = F.scaled_dot_product_attention(q_frames, k_frames, v_frames)  # (T, B*H, N, D)
+    return out.view(num_frames, b, h, n, d).permute(1, 2, 0, 3, 4)  # (B, H, T, N, D), a view
 
 
 def space_time_frame_attention(q: Tensor, k: Tensor, v: Tensor, num_frames: int) -> Tensor:
@@ -92,19 +93,6 @@ def space_time_frame_attention(q: Tensor, k: Tensor, v: Tensor, num_frames: int)
                         v.unflatten(2, (num_frames, s)))
 
 
-def reference_frame_tokens(trajectories: Tensor) -> Tensor:
-    """The trajectory token of each query's own frame: (B, H, T, T*S, D) -> (B, T*S, H*D).
-
-    Query i = t*S + s has reference frame t, so this is the diagonal over (key frame, query frame).
-    """
-    b, h, t, n, d = trajectories.shape
-    s = n // t
-    # (B, H, T', T, S, D) -> diagonal over T' == T -> (B, H, S, D, T)
-    diag = trajectories.unflatten(3, (t, s)).diagonal(dim1=2, dim2=3)
-    # (B, H, S, D, T) -> (B, T, S, H, D) -> (B, T*S, H*D)
-    return diag.permute(0, 4, 2, 1, 3).reshape(b, n, h * d)
-
-
 def temporal_attention(
     trajectories: Tensor, projections: TemporalProjections, original_temporal_values: bool = False
 ) -> Tensor:
@@ -112,36 +100,136 @@ def temporal_attention(
 
     trajectories: (B, H, T, T*S, D). Returns the pooled tokens (B, T*S, H*D), heads merged.
     With ``original_temporal_values`` the pooled values are the trajectory tokens themselves
-    (v = y~, as in the released checkpoints) and the value half of ``proj_kv`` is unused.
+    (v = y~, as in the released checkpoints) and the value half of ``proj_kv`` is unused (its
+    gradient is zero). The key bias cancels in the softmax, so its gradient is exactly zero too.
+
+    Queries are processed in chunks, forward and backward, and the backward recomputes the
+    (token, head, C) intermediates instead of storing them: only the trajectories (already kept by
+    the first stage), the temporal queries and the temporal weights are saved.
     """
-    b, h, t, n, d = trajectories.shape
-    c = h * d
-    scale = head_scale(d)
     q_weight, q_bias, kv_weight, kv_bias = projections
-    k_weight = kv_weight[:c].view(h, d, c)  # output channel g*D + e -> (head g, e, input channel)
-    k_bias = kv_bias[:c].view(h, d) if kv_bias is not None else None
+    return _TemporalAttention.apply(trajectories, q_weight, q_bias, kv_weight, kv_bias,
+                                    original_temporal_values)
 
-    query = F.linear(reference_frame_tokens(trajectories), q_weight, q_bias).view(b, n, h, d)
-    # trajectory tokens per query: (B, H, T, N, D) -> (B, N, T, H, D) -> (B, N, T, C)
-    tokens = trajectories.permute(0, 3, 2, 1, 4).reshape(b, n, t, c)
-    # W_k^T q~ per head: (B, N, H, D) x (H, D, C) -> (B, N, H, C)
-    query_in_tokens = torch.einsum("bnhd,hdc->bnhc", query, k_weight)
-    scores = query_in_tokens @ tokens.transpose(-2, -1)  # (B, N, H, C) x (B, N, C, T) -> (B, N, H, T)
-    if k_bias is not None:
-        # <q~, b_k> is the same for every t' and cancels in the softmax; kept so the graph matches eq. 5.
-        scores = scores + (query * k_bias).sum(-1, keepdim=True)
-    weights = torch.softmax(scores * scale, dim=-1)  # (B, N, H, T)
 
-    if original_temporal_values:
-        # head g pools its own channels of y~: (B, N, H, T) x (B, N, T, H, D) -> (B, N, H, D)
-        pooled = torch.einsum("bnht,bnthd->bnhd", weights, tokens.view(b, n, t, h, d))
-        return pooled.reshape(b, n, c)
-    mixed = weights @ tokens  # (B, N, H, T) x (B, N, T, C) -> (B, N, H, C)
-    v_weight = kv_weight[c:].view(h, d, c)
-    pooled = torch.einsum("bnhc,hdc->bnhd", mixed, v_weight)  # W_v per head after pooling
-    if kv_bias is not None:
-        pooled = pooled + kv_bias[c:].view(h, d)
-    return pooled.reshape(b, n, c)
+# Elements of one (queries, heads, channels) intermediate of the temporal stage: sets the chunk size.
+CHUNK_ELEMENTS = 1 << 21
+
+
+def _chunks(num_queries: int, heads: int, channels: int) -> list[tuple[int, int]]:
+    """Query ranges whose (chunk, heads, channels) intermediates hold about ``CHUNK_ELEMENTS`` elements."""
+    size = max(1, CHUNK_ELEMENTS // (heads * channels))
+    return [(start, min(start + size, num_queries)) for start in range(0, num_queries, size)]
+
+
+class _TemporalAttention(torch.autograd.Function):
+    """The temporal stage with a hand-written, chunked backward (see ``temporal_attention``)."""
+
+    @staticmethod
+    def forward(ctx, trajectories, q_weight, q_bias, kv_weight, kv_bias, original_temporal_values):
+        b, h, t, n, d = trajectories.shape
+        c, s = h * d, n // t
+        dtype = trajectories.dtype
+        weights_q = q_weight.to(dtype)
+        bias_q = q_bias.to(dtype) if q_bias is not None else None
+        k_weight = kv_weight[:c].to(dtype).view(h, d, c)  # output channel g*D + e -> (head g, e, input c)
+        v_weight = kv_weight[c:].to(dtype).view(h, d, c)
+        v_bias = kv_bias[c:].to(dtype).view(h, d) if kv_bias is not None else None
+        query = torch.empty(b, n, c, dtype=dtype, device=trajectories.device)
+        weights = torch.empty(b, n, h, t, dtype=torch.promote_types(dtype, torch.float32),
+                              device=trajectories.device)
+        pooled = torch.empty(b, n, h, d, dtype=dtype, device=trajectories.device)
+        with torch.autocast(trajectories.device.type, enabled=False):
+            for start, stop in _chunks(n, h, c):
+                tokens = _tokens(trajectories, start, stop)  # (B, n, T, C)
+                query[:, start:stop] = F.linear(_reference_tokens(trajectories, start, stop, s), weights_q, bias_q)
+                # W_k^T q~ per head: (B, n, H, D) x (H, D, C) -> (B, n, H, C); the key bias cancels
+                q_in_tokens = torch.einsum("bnhd,hdc->bnhc", query[:, start:stop].view(b, -1, h, d), k_weight)
+                scores = q_in_tokens @ tokens.transpose(-2, -1)  # (B, n, H, T)
+                w = torch.softmax(scores.to(weights.dtype) * head_scale(d), dim=-1)
+                weights[:, start:stop] = w
+                w = w.to(dtype)
+                if original_temporal_values:  # head g pools its own channels of y~
+                    pooled[:, start:stop] = torch.einsum("bnht,bnthd->bnhd", w, tokens.view(b, -1, t, h, d))
+                else:  # W_v after pooling: (B, n, H, T) x (B, n, T, C) -> (B, n, H, C) -> (B, n, H, D)
+                    pooled[:, start:stop] = torch.einsum("bnhc,hdc->bnhd", w @ tokens, v_weight)
+        if v_bias is not None and not original_temporal_values:
+            pooled += v_bias
+        ctx.save_for_backward(trajectories, q_weight, q_bias, kv_weight, kv_bias, query, weights)
+        ctx.original_temporal_values = original_temporal_values
+        return pooled.view(b, n, c)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_pooled):
+        trajectories, q_weight, q_bias, kv_weight, kv_bias, query, weights = ctx.saved_tensors
+        original = ctx.original_temporal_values
+        b, h, t, n, d = trajectories.shape
+        c, s = h * d, n // t
+        dtype = trajectories.dtype
+        acc = torch.promote_types(q_weight.dtype, torch.float32)  # weight gradients accumulate here
+        k_weight = kv_weight[:c].to(dtype).view(h, d, c)
+        v_weight = kv_weight[c:].to(dtype).view(h, d, c)
+        weights_q = q_weight.to(dtype)
+        grad_out = grad_pooled.to(dtype).reshape(b, n, h, d)
+        grad_traj = torch.empty_like(trajectories)  # same strides: the first stage needs no copy
+        grad_q_weight = torch.zeros(c, c, dtype=acc, device=q_weight.device)
+        grad_k_weight = torch.zeros(h, d, c, dtype=acc, device=q_weight.device)
+        grad_v_weight = torch.zeros(h, d, c, dtype=acc, device=q_weight.device)
+        grad_query_sum = torch.zeros(c, dtype=acc, device=q_weight.device)
+        frames = torch.arange(n, device=trajectories.device) // s
+        for start, stop in _chunks(n, h, c):
+            tokens = _tokens(trajectories, start, stop)  # (B, n, T, C)
+            w = weights[:, start:stop].to(dtype)  # (B, n, H, T)
+            g_out = grad_out[:, start:stop]  # (B, n, H, D)
+            if original:
+                grad_w = torch.einsum("bnhd,bnthd->bnht", g_out, tokens.view(b, -1, t, h, d))
+                grad_tokens = torch.einsum("bnht,bnhd->bnthd", w, g_out).reshape(b, -1, t, c)
+            else:
+                grad_v_weight += torch.einsum("bnhd,bnhc->hdc", g_out, w @ tokens).to(acc)
+                grad_mixed = torch.einsum("bnhd,hdc->bnhc", g_out, v_weight)  # (B, n, H, C)
+                grad_w = grad_mixed @ tokens.transpose(-2, -1)  # (B, n, H, T)
+                grad_tokens = w.transpose(-2, -1) @ grad_mixed  # (B, n, T, C)
+            # softmax backward, then the 1/sqrt(D) scale
+            w32 = weights[:, start:stop]
+            grad_w = grad_w.to(w32.dtype)
+            grad_scores = (w32 * (grad_w - (grad_w * w32).sum(-1, keepdim=True)) * head_scale(d)).to(dtype)
+            q_chunk = query[:, start:stop].view(b, -1, h, d)
+            q_in_tokens = torch.einsum("bnhd,hdc->bnhc", q_chunk, k_weight)  # recomputed, not stored
+            grad_q_in_tokens = grad_scores @ tokens  # (B, n, H, T) x (B, n, T, C) -> (B, n, H, C)
+            grad_tokens = grad_tokens + grad_scores.transpose(-2, -1) @ q_in_tokens  # (B, n, T, C)
+            grad_k_weight += torch.einsum("bnhd,bnhc->hdc", q_chunk, grad_q_in_tokens).to(acc)
+            grad_query = torch.einsum("bnhc,hdc->bnhd", grad_q_in_tokens, k_weight).reshape(b, -1, c)
+            reference = _reference_tokens(trajectories, start, stop, s)  # (B, n, C)
+            grad_q_weight += (grad_query.flatten(0, 1).T @ reference.flatten(0, 1)).to(acc)
+            grad_query_sum += grad_query.sum((0, 1)).to(acc)
+            grad_reference = grad_query @ weights_q  # (B, n, C)
+            # back to the trajectory layout: (B, n, T, H, D) -> (B, H, T, n, D)
+            grad_traj[:, :, :, start:stop] = grad_tokens.view(b, -1, t, h, d).permute(0, 3, 2, 1, 4)
+            index = torch.arange(start, stop, device=trajectories.device)
+            grad_traj[:, :, frames[start:stop], index] += grad_reference.view(b, -1, h, d).transpose(1, 2)
+        grad_kv_weight = torch.cat([grad_k_weight.view(c, c), grad_v_weight.view(c, c)]).to(kv_weight.dtype)
+        grad_kv_bias = None
+        if kv_bias is not None:
+            grad_v_bias = torch.zeros(c, dtype=kv_bias.dtype, device=kv_bias.device) if original else (
+                grad_out.sum((0, 1)).reshape(c).to(kv_bias.dtype))
+            grad_kv_bias = torch.cat([torch.zeros_like(grad_v_bias), grad_v_bias])
+        grad_q_bias = grad_query_sum.to(q_bias.dtype) if q_bias is not None else None
+        return grad_traj, grad_q_weight.to(q_weight.dtype), grad_q_bias, grad_kv_weight, grad_kv_bias, None
+
+
+def _tokens(trajectories: Tensor, start: int, stop: int) -> Tensor:
+    """Trajectory tokens of queries [start, stop), heads merged: (B, H, T, N, D) -> (B, n, T, H*D)."""
+    b, h, t, _, d = trajectories.shape
+    return trajectories[:, :, :, start:stop].permute(0, 3, 2, 1, 4).reshape(b, stop - start, t, h * d)
+
+
+def _reference_tokens(trajectories: Tensor, start: int, stop: int, per_frame: int) -> Tensor:
+    """Each query's trajectory token at its own frame t = i // S, for queries [start, stop): (B, n, H*D)."""
+    b, h, _, _, d = trajectories.shape
+    index = torch.arange(start, stop, device=trajectories.device)
+    # advanced indexing over (frame, query) pairs: (B, H, n, D) -> (B, n, H, D)
+    return trajectories[:, :, index // per_frame, index].transpose(1, 2).reshape(b, stop - start, h * d)
 
 
 def trajectory_attention(
