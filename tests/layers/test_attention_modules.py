@@ -56,10 +56,7 @@ def test_trajectory_module_matches_reference_module(options, frames, per_frame, 
     grad_fast = torch.autograd.grad((out_fast * g).sum(), [x, *fast.parameters()], allow_unused=True)
     grad_slow = torch.autograd.grad((out_slow * g).sum(), [x, *slow.parameters()], allow_unused=True)
     for name, a, b in zip(["x", *dict(fast.named_parameters())], grad_fast, grad_slow, strict=True):
-        if a is None:  # the released-values quirk leaves the value half of proj_kv unused
-            assert options.get("original_temporal_values") and name.startswith("proj_kv")
-            assert b.abs().max() < 1e-12
-            continue
+        assert a is not None, f"{name} gets no gradient"  # DDP needs every parameter in the graph
         torch.testing.assert_close(a, b, msg=name)
 
 

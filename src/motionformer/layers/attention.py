@@ -101,8 +101,8 @@ class TrajectoryAttention(_HeadsAttention):
 
     Args:
         original_temporal_values: pool the trajectory tokens themselves in the temporal stage, as the
-            released checkpoints do (the value half of ``proj_kv`` is then unused and gets no gradient,
-            so DDP needs ``find_unused_parameters``). Default: the paper's projected values.
+            released checkpoints do (the value half of ``proj_kv`` is then unused: its gradient is zero).
+            Default: the paper's projected values.
         approx: None for exact attention, else an ``Approximation`` of the spatial stage.
         num_prototypes: prototypes (Orthoformer) or landmarks (Nystrom). At least S, the tokens of one
             frame, means exact attention.
