@@ -54,8 +54,11 @@ def test_released_epic_kitchens_has_verb_and_noun_heads(tmp_path):
     source = Motionformer(**ARCH, img_size=32, heads={"verb": 97, "noun": 300}, original_temporal_values=True)
     path = tmp_path / "ek.pyth"
     _write_released(path, source, _released_cfg(dataset="Epickitchens", classes=397))
-    out = from_checkpoint(path)(torch.randn(1, 3, 4, 32, 32))
+    model = from_checkpoint(path)
+    out = model(torch.randn(1, 3, 4, 32, 32))
     assert out["verb"].shape == (1, 97) and out["noun"].shape == (1, 300)
+    names = model.weights_info.class_names
+    assert len(names["verb"]) == 97 and len(names["noun"]) == 300 and names["verb"][0] == "take"
 
 
 def test_released_high_resolution_model_resizes_the_stored_grid(tmp_path):
