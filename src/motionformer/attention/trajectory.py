@@ -23,6 +23,7 @@ linear and every temporal softmax row sums to one:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Callable
 from typing import NamedTuple
@@ -139,7 +140,10 @@ class _TemporalAttention(torch.autograd.Function):
         weights = torch.empty(b, n, h, t, dtype=torch.promote_types(dtype, torch.float32),
                               device=trajectories.device)
         pooled = torch.empty(b, n, h, d, dtype=dtype, device=trajectories.device)
-        with torch.autocast(trajectories.device.type, enabled=False):
+        device_type = trajectories.device.type
+        no_autocast = (torch.autocast(device_type, enabled=False) if torch.amp.is_autocast_available(device_type)
+                       else contextlib.nullcontext())
+        with no_autocast:  # dtypes are chosen explicitly here
             for start, stop in _chunks(n, h, c):
                 tokens = _tokens(trajectories, start, stop)  # (B, n, T, C)
                 query[:, start:stop] = F.linear(_reference_tokens(trajectories, start, stop, s), weights_q, bias_q)
