@@ -129,3 +129,14 @@ def test_trajectory_model_from_image_vit_file(tmp_path):
         init_from_image_vit(model, tmp_path / "nothing.pth")
     with pytest.raises(ValueError, match="right ViT size"):
         init_from_image_vit(Motionformer(**{**ARCH, "embed_dim": 64}, img_size=32), vit.state_dict())
+
+
+def test_convert_command(tmp_path, capsys):
+    from motionformer.cli import main
+
+    source = Motionformer(**ARCH, img_size=32, num_classes=5, original_temporal_values=True)
+    _write_released(tmp_path / "k.pyth", source, _released_cfg())
+    assert main(["convert", str(tmp_path / "k.pyth"), str(tmp_path / "k")]) == 0
+    assert (tmp_path / "k.safetensors").exists() and (tmp_path / "k.json").exists()
+    assert main(["convert", str(tmp_path / "nothing.pyth"), str(tmp_path / "n")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
