@@ -1,0 +1,13 @@
+"""Video data: decoding clips and frames (``decoding``) and the synthetic motion dataset (``synthetic``)."""
+
+from motionformer.data.decoding import (
+    VideoDecodeError,
+    VideoInfo,
+    VideoReader,
+    open_video,
+    probe,
+    read_clip,
+    read_frames,
+)
+
+__all__ = ["VideoDecodeError", "VideoInfo", "VideoReader", "open_video", "probe", "read_clip", "read_frames"]
