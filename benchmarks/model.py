@@ -1,0 +1,495 @@
+"""Benchmark the whole network: a Motionformer-B training step, this library's trajectory attention against the
+straightforward computation.
+
+Usage::
+
+    python benchmarks/model.py [--json OUT] [--repeats N] [--quick] [--device cpu|cuda]
+
+Prints one table and the targets met (on CUDA a second table, mixed precision); ``--json`` also writes every
+number. ``--quick`` runs an 8x224 clip (frames x pixels) with 1 repeat instead of 16x224 with 3.
+
+Rows: ``mformer_b`` (ViT-B, 16x224 clips, 2-frame tubelets: 8 x 196 tokens), batch 1, float32, one network
+with one set of weights, its trajectory attention switched between ours and the straightforward
+``reference=True`` computation (the full (T*S) x (T*S) attention of every head, then ``proj_kv`` applied to all
+T x T*S trajectory tokens, like the released code).
+
+Method:
+
+- Training step: forward, cross-entropy loss against a fixed label, backward; gradients are zeroed in place
+  after each step (outside the timed region); no optimizer step. The two training steps, the inference pass
+  and the matmul below run once each as warm-up, then each repeat runs all four, alternately, in one process
+  (the first one rotating from repeat to repeat), so that other work on the machine slows all alike; the
+  table reports medians. On CUDA the runs are timed with CUDA events.
+- Activation memory (MB = 2**20 bytes): on CPU each variant runs in a fresh subprocess of this script, before
+  this process has run anything big. The child builds the network, runs one step on a tiny clip (2x32) so that
+  thread pools are started and the parameter gradients exist, then resets the resident-set-size high-water mark
+  (``/proc/self/clear_refs``, Linux), runs one step and reports the high-water mark minus the resident set
+  before the step. The high-water mark is ``VmHWM`` of ``/proc/self/status`` (what
+  ``getrusage(RUSAGE_SELF).ru_maxrss`` reports for this process image; ``ru_maxrss`` itself also keeps the
+  pre-``exec`` peak inherited from the parent and cannot be reset); elsewhere ``ru_maxrss`` without a reset.
+  Children run with glibc's mmap threshold fixed at 128 KiB (``MALLOC_MMAP_THRESHOLD_``), so that freed large
+  blocks are returned to the system at once and the RSS follows the live tensors. On CUDA:
+  ``torch.cuda.max_memory_allocated`` during one step minus the memory allocated before it.
+- Inference: ours, forward only, no gradients (``inference_mode``), eval mode, batch 1; clips/s = 1 / median.
+- Achieved FLOP/s of a training step: 3 x forward multiply-adds (the backward pass counted as twice the forward)
+  x 2 FLOP per multiply-add / median step time, with the forward multiply-adds of each computation counted by
+  ``motionformer.models.flops.count_flops``. Shown as a fraction of this machine's matrix-multiply rate
+  measured in the same run: 2 n^3 FLOP / median time of a float32 n x n matmul (n = 2048 on CPU, 8192 on CUDA;
+  each timed run does ``MATMUL_CALLS`` back to back).
+- CUDA only: training throughput with bfloat16 autocast (float32 weights and gradients) and peak memory
+  (``torch.cuda.max_memory_allocated``, weights and gradients included, no optimizer state) of ``mformer_b``,
+  ``mformer_l`` and ``mformer_h`` at batch 4, ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from motionformer import create_model
+from motionformer.models.flops import count_flops, set_reference_attention
+
+MODEL = "mformer_b"
+FRAMES, SIZE = 16, 224
+QUICK_FRAMES, QUICK_SIZE = 8, 224
+WARMUP_FRAMES, WARMUP_SIZE = 2, 32
+DEFAULT_REPEATS = {"cpu": 3, "cuda": 10}
+QUICK_REPEATS = {"cpu": 1, "cuda": 3}
+MATMUL_SIZE = {"cpu": 2048, "cuda": 8192}
+MATMUL_CALLS = 10  # matmuls per timed run
+MIXED_MODELS = ("mformer_b", "mformer_l", "mformer_h")
+MIXED_BATCH = 4
+PAPER_MEMORY = "paper: 7.4 GB with exact trajectory attention, 3.6 GB with Orthoformer-128"
+OURS, STRAIGHTFORWARD, INFERENCE, MATMUL = "ours", "straightforward", "inference", "matmul"
+VARIANTS = (OURS, STRAIGHTFORWARD)
+WEIGHT_SEED, DATA_SEED = 0, 1
+MB, GIB = 2**20, 2**30
+TARGET_SPEEDUP = 2.0
+TARGET_MEMORY_RATIO = 0.5
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Network and data
+
+
+def build(name: str, device: torch.device) -> nn.Module:
+    torch.manual_seed(WEIGHT_SEED)
+    return create_model(name).to(device).train()
+
+
+def clip_and_labels(model: nn.Module, batch: int, num_frames: int, img_size: int,
+                    device: torch.device) -> tuple[Tensor, Tensor]:
+    generator = torch.Generator().manual_seed(DATA_SEED)
+    clip = torch.randn(batch, 3, num_frames, img_size, img_size, generator=generator)
+    labels = torch.randint(0, model.num_classes, (batch,), generator=generator)
+    return clip.to(device), labels.to(device)
+
+
+def training_step(model: nn.Module, clip: Tensor, labels: Tensor, dtype: torch.dtype | None = None) -> None:
+    """Forward, cross-entropy loss, backward; under autocast to ``dtype`` if given."""
+    with torch.autocast(clip.device.type, dtype=dtype, enabled=dtype is not None):
+        loss = F.cross_entropy(model(clip), labels)
+    loss.backward()
+
+
+def warm_up_small(model: nn.Module, device: torch.device) -> None:
+    """One step on a tiny clip: starts thread pools and allocates the parameter gradients, then zeroes them."""
+    training_step(model, *clip_and_labels(model, 1, WARMUP_FRAMES, WARMUP_SIZE, device))
+    model.zero_grad(set_to_none=False)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Activation memory
+
+
+def peak_rss_bytes() -> int:
+    """High-water mark of this process image's resident set (see the module docstring)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource  # not on Windows
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KB on Linux
+
+
+def reset_peak_rss() -> bool:
+    """Set the high-water mark to the current resident set (Linux); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure_memory_child(variant: str, num_frames: int, img_size: int) -> None:
+    """Run in a fresh process: print {"activation_mb": ...} for one CPU training step of ``variant``."""
+    device = torch.device("cpu")
+    model = build(MODEL, device)
+    set_reference_attention(model, variant == STRAIGHTFORWARD)
+    clip, labels = clip_and_labels(model, 1, num_frames, img_size, device)
+    warm_up_small(model, device)
+    gc.collect()
+    reset = reset_peak_rss()
+    baseline = peak_rss_bytes()
+    training_step(model, clip, labels)
+    peak = peak_rss_bytes()
+    print(json.dumps({"activation_mb": (peak - baseline) / MB, "baseline_mb": baseline / MB, "peak_reset": reset}))
+
+
+def memory_in_subprocess(variant: str, num_frames: int, img_size: int) -> float | None:
+    command = [sys.executable, os.path.abspath(__file__), "--measure-memory", variant, str(num_frames),
+               str(img_size)]
+    # glibc: a fixed mmap threshold returns freed large blocks to the system at once, so the RSS follows the
+    # live tensors; with the default, dynamic threshold freed memory is kept for reuse
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    if result.returncode != 0:
+        log(f"memory measurement of {variant} failed:\n{result.stderr}")
+        return None
+    return json.loads(result.stdout.strip().splitlines()[-1])["activation_mb"]
+
+
+def cuda_step_memory(step: Callable[[], object], device: torch.device) -> tuple[float, float]:
+    """(peak bytes allocated during one call of ``step``, that peak minus the bytes allocated before it)."""
+    gc.collect()
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    step()
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device)
+    return peak, peak - before
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Timing
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds one call of ``fn`` takes (CUDA events on CUDA)."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end) / 1e3
+    begin = time.perf_counter()
+    fn()
+    return time.perf_counter() - begin
+
+
+def interleaved_times(model: nn.Module, clip: Tensor, labels: Tensor, repeats: int, device: torch.device
+                      ) -> tuple[dict[str, list[float]], dict[str, tuple[float, float]]]:
+    """Seconds of the training step of both variants, of ours' inference and of one matmul, run alternately: one
+    warm-up each, then ``repeats`` rounds running each once, the start rotating. On CUDA also (peak, activation)
+    bytes of one training step of each variant."""
+    n = MATMUL_SIZE[device.type]
+    generator = torch.Generator().manual_seed(DATA_SEED)
+    a, b = (torch.randn(n, n, generator=generator).to(device) for _ in range(2))
+
+    def train(variant: str) -> Callable[[], None]:
+        def step() -> None:
+            set_reference_attention(model, variant == STRAIGHTFORWARD)
+            training_step(model, clip, labels)
+
+        return step
+
+    def inference() -> None:
+        set_reference_attention(model, False)
+        model.eval()
+        with torch.inference_mode():
+            model(clip)
+        model.train()
+
+    def matmuls() -> None:
+        for _ in range(MATMUL_CALLS):
+            torch.mm(a, b)
+
+    runs = {OURS: train(OURS), STRAIGHTFORWARD: train(STRAIGHTFORWARD), INFERENCE: inference, MATMUL: matmuls}
+    memory: dict[str, tuple[float, float]] = {}
+    for key, run in runs.items():
+        log(f"warm-up: {key}")
+        run()
+        model.zero_grad(set_to_none=False)
+        if device.type == "cuda" and key in VARIANTS:
+            memory[key] = cuda_step_memory(run, device)
+            model.zero_grad(set_to_none=False)
+    keys = list(runs)
+    times: dict[str, list[float]] = {key: [] for key in keys}
+    for repeat in range(repeats):
+        for i in range(len(keys)):
+            key = keys[(repeat + i) % len(keys)]
+            log(f"repeat {repeat + 1}/{repeats}: {key}")
+            times[key].append(timed(runs[key], device))
+            model.zero_grad(set_to_none=False)
+    times[MATMUL] = [seconds / MATMUL_CALLS for seconds in times[MATMUL]]
+    set_reference_attention(model, False)
+    return times, memory
+
+
+def mixed_precision_training(name: str, repeats: int, device: torch.device) -> dict[str, Any]:
+    """bfloat16-autocast training steps of a named model (ours) at ``MIXED_BATCH``: clips/s and peak memory."""
+    model = build(name, device)
+    clip, labels = clip_and_labels(model, MIXED_BATCH, model.num_frames, model.img_size, device)
+    row: dict[str, Any] = {"model": name, "batch": MIXED_BATCH, "num_frames": model.num_frames,
+                           "img_size": model.img_size}
+
+    def step() -> None:
+        training_step(model, clip, labels, torch.bfloat16)
+
+    step()
+    model.zero_grad(set_to_none=False)
+    peak, activation = cuda_step_memory(step, device)
+    model.zero_grad(set_to_none=False)
+    times = []
+    for _ in range(repeats):
+        times.append(timed(step, device))
+        model.zero_grad(set_to_none=False)
+    median = statistics.median(times)
+    row.update(times_s=times, time_s_median=median, clips_per_s=MIXED_BATCH / median, peak_memory_gib=peak / GIB,
+               activation_gib=activation / GIB)
+    return row
+
+
+def mixed_precision_rows(names: Sequence[str], repeats: int, device: torch.device) -> list[dict[str, Any]]:
+    rows = []
+    for name in names:
+        log(f"bfloat16 training: {name}")
+        try:
+            rows.append(mixed_precision_training(name, repeats, device))
+        except torch.cuda.OutOfMemoryError:
+            rows.append({"model": name, "batch": MIXED_BATCH, "error": "out of memory"})
+        gc.collect()  # the failed run's tensors are freed with its traceback
+        torch.cuda.empty_cache()
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reporting
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages (other processes competing for the CPUs make timings noisy)."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    info = {
+        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+        "device": device.type, "load_average_at_start": load_average(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:  # the name left-aligned, numbers right-aligned
+        return "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                         for i, (cell, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(row) for row in rows)])
+
+
+def optional(value: float | None, spec: str, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def main_table(rows: list[dict[str, Any]], device: torch.device) -> str:
+    memory = "act. mem (MB)"
+    headers = ["variant", "fwd+bwd (s)", memory, "fwd GMACs", "achieved GFLOP/s", "of matmul rate"]
+    cells = [[row["variant"], f"{row['time_s_median']:.2f}", optional(row["activation_mb"], ".0f"),
+              f"{row['forward_macs'] / 1e9:.1f}", f"{row['achieved_flops'] / 1e9:.1f}",
+              f"{row['fraction_of_matmul']:.0%}"] for row in rows]
+    if device.type == "cuda":
+        headers.insert(3, "peak mem (MB)")
+        for cell, row in zip(cells, rows, strict=True):
+            cell.insert(3, f"{row['peak_memory_mb']:.0f}")
+    return format_table(headers, cells)
+
+
+def mixed_table(rows: list[dict[str, Any]]) -> str:
+    cells = []
+    for row in rows:
+        if "error" in row:
+            cells.append([row["model"], str(row["batch"]), "-", row["error"], "-"])
+            continue
+        cells.append([row["model"], str(row["batch"]), f"{row['num_frames']}x{row['img_size']}",
+                      f"{row['clips_per_s']:.2f}", f"{row['peak_memory_gib']:.2f}"])
+    return format_table(["model", "batch", "input", "train clips/s", "peak mem (GiB)"], cells)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", metavar="OUT", help="also write every number to this JSON file")
+    parser.add_argument("--repeats", type=int, help="timed rounds (default 3 on CPU, 10 on CUDA)")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_FRAMES}x{QUICK_SIZE} clips, fewer repeats")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--measure-memory", nargs=3, metavar=("VARIANT", "FRAMES", "SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.repeats is not None and args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.measure_memory:
+        variant, frames, size = args.measure_memory
+        measure_memory_child(variant, int(frames), int(size))
+        return 0
+
+    device = torch.device(args.device)
+    frames, size = (QUICK_FRAMES, QUICK_SIZE) if args.quick else (FRAMES, SIZE)
+    repeats = args.repeats or (QUICK_REPEATS if args.quick else DEFAULT_REPEATS)[device.type]
+    machine = machine_info(device)
+    header = (f"machine: {machine['cpu']} ({machine['cpu_count']} CPUs), torch {machine['torch']}, "
+              f"{machine['torch_threads']} threads, device {device.type}"
+              + (f" ({machine['gpu']})" if device.type == "cuda" else ""))
+    if machine["load_average_at_start"] is not None:
+        header += f"; load average {' '.join(map(str, machine['load_average_at_start']))}"
+    print(header, flush=True)
+
+    activation_mb: dict[str, float | None] = dict.fromkeys(VARIANTS)
+    if device.type == "cpu":  # fresh processes, before this one has run anything big
+        for variant in VARIANTS:
+            log(f"memory of {variant} (subprocess)")
+            activation_mb[variant] = memory_in_subprocess(variant, frames, size)
+
+    model = build(MODEL, device)
+    forward_macs = {OURS: count_flops(model, frames, size)}
+    set_reference_attention(model, True)
+    forward_macs[STRAIGHTFORWARD] = count_flops(model, frames, size)
+    set_reference_attention(model, False)
+    clip, labels = clip_and_labels(model, 1, frames, size, device)
+
+    times, cuda_memory = interleaved_times(model, clip, labels, repeats, device)
+    inference, matmul = times[INFERENCE], times[MATMUL]
+    del model, clip, labels
+    gc.collect()
+    n = MATMUL_SIZE[device.type]
+    matmul_rate = 2 * n**3 / statistics.median(matmul)
+
+    rows = []
+    for variant in VARIANTS:
+        median = statistics.median(times[variant])
+        achieved = 3 * forward_macs[variant] * 2 / median
+        row = {"variant": variant, "time_s_median": median, "times_s": times[variant],
+               "forward_macs": forward_macs[variant], "achieved_flops": achieved,
+               "fraction_of_matmul": achieved / matmul_rate}
+        if device.type == "cuda":
+            peak, activation = cuda_memory[variant]
+            row.update(peak_memory_mb=peak / MB, activation_mb=activation / MB)
+        else:
+            row["activation_mb"] = activation_mb[variant]
+        rows.append(row)
+    ours, straightforward = rows
+    speedup = straightforward["time_s_median"] / ours["time_s_median"]
+    memory_ratio = (ours["activation_mb"] / straightforward["activation_mb"]
+                    if ours["activation_mb"] is not None and straightforward["activation_mb"] else None)
+    inference_median = statistics.median(inference)
+    checks = [
+        {"target": f"ours >= {TARGET_SPEEDUP:g}x faster than straightforward", "value": speedup,
+         "met": speedup >= TARGET_SPEEDUP, "text": f"{speedup:.2f}x faster"},
+        {"target": f"ours <= {TARGET_MEMORY_RATIO:g}x straightforward activation memory", "value": memory_ratio,
+         "met": memory_ratio is not None and memory_ratio <= TARGET_MEMORY_RATIO,
+         "text": optional(memory_ratio, ".2f", "x the memory")},
+    ]
+
+    mixed: list[dict[str, Any]] = []
+    if device.type == "cuda":
+        mixed = mixed_precision_rows(MIXED_MODELS[:1] if args.quick else MIXED_MODELS, repeats, device)
+    machine["load_average_at_end"] = load_average()
+
+    print(f"{MODEL}, batch 1, {frames}x{size} (frames x pixels), float32; training step = forward + cross-entropy "
+          "+ backward;")
+    print(f"repeats: {repeats}; training steps, inference and matmul timed alternately in one process; medians")
+    print()
+    print(main_table(rows, device))
+    print()
+    print(f"ours vs straightforward: {speedup:.2f}x faster"
+          + ("" if memory_ratio is None else f", {memory_ratio:.2f}x the activation memory"))
+    print(f"inference (ours, forward only, no grad, batch 1): {1 / inference_median:.3f} clips/s "
+          f"({inference_median:.2f} s per clip)")
+    print(f"matmul rate: {matmul_rate / 1e9:.1f} GFLOP/s ({n}x{n} float32, median of {len(matmul)} runs of "
+          f"{MATMUL_CALLS}); achieved FLOP/s = 3 x forward multiply-adds x 2 FLOP per multiply-add / step time")
+    if mixed:
+        print()
+        print(f"bfloat16 autocast training, ours, peak memory with weights and gradients ({PAPER_MEMORY})")
+        print(mixed_table(mixed))
+    print()
+    print("targets:")
+    for check in checks:
+        print(f"  [{'met' if check['met'] else 'NOT MET'}] {check['target']}: {check['text']}")
+
+    if args.json:
+        report = {
+            "machine": machine,
+            "config": {"model": MODEL, "batch": 1, "num_frames": frames, "img_size": size, "repeats": repeats,
+                       "device": device.type, "matmul_size": n,
+                       "memory_method": "cuda max_memory_allocated" if device.type == "cuda"
+                       else "subprocess peak RSS (VmHWM, reset before the step) minus the RSS before the step",
+                       "achieved_flops_convention": "3 x forward multiply-adds x 2 FLOP per multiply-add / time"},
+            "rows": rows,
+            "inference": {"times_s": inference, "time_s_median": inference_median,
+                          "clips_per_s": 1 / inference_median},
+            "matmul": {"size": n, "times_s": matmul, "flops": matmul_rate},
+            "mixed_precision": mixed,
+            "targets": checks,
+        }
+        with open(args.json, "w") as out:
+            json.dump(report, out, indent=2)
+            out.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
