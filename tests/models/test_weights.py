@@ -140,3 +140,17 @@ def test_convert_command(tmp_path, capsys):
     assert (tmp_path / "k.safetensors").exists() and (tmp_path / "k.json").exists()
     assert main(["convert", str(tmp_path / "nothing.pyth"), str(tmp_path / "n")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_pickles_with_other_objects_need_trust(tmp_path):
+    import argparse
+
+    source = Motionformer(**ARCH, img_size=32, num_classes=5, original_temporal_values=True)
+    path = tmp_path / "old.pyth"
+    _write_released(path, source, _released_cfg())
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["args"] = argparse.Namespace(cfg_file="k400.yaml")  # not a plain container
+    torch.save(checkpoint, path)
+    with pytest.raises(ValueError, match="trust_pickle=True"):
+        from_checkpoint(path)
+    assert from_checkpoint(path, trust_pickle=True).img_size == 32

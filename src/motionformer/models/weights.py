@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import pickle
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -69,8 +70,8 @@ class LoadReport:
 
 
 def _read_state_dict(source: str | os.PathLike | Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """A state dict from a mapping, a local file (.safetensors, .pth, .pt, .npz not supported), or a timm
-    model name (needs network access the first time, unless timm finds the weights in its cache)."""
+    """A state dict from a mapping, a local file (.safetensors, or a torch.save file such as .pth / .pt), or a
+    timm model name (needs network access the first time, unless timm finds the weights in its cache)."""
     if isinstance(source, Mapping):
         return dict(source)
     path = Path(source)
@@ -266,19 +267,25 @@ def _load_strict(model: nn.Module, state: Mapping[str, Tensor], path: Path) -> N
     model.load_state_dict(state)
 
 
-def from_checkpoint(path: str | os.PathLike) -> Motionformer:
+def from_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> Motionformer:
     """Build and load a model from a released ``.pyth`` file or this library's ``.safetensors``/``.json``.
 
     Released models get ``original_temporal_values=True`` (their temporal-stage quirk) and, for
     Epic-Kitchens, the verb/noun heads. The model returns logits; the released code returned softmax
     probabilities in eval mode. ``model.weights_info`` says what the weights expect.
+    ``.pyth`` files are unpickled with ``weights_only=True``; ``trust_pickle=True`` lifts that for a file
+    you trust that holds other Python objects.
     """
     path = Path(path)
     if path.suffix in (".safetensors", ".json"):
         return _load_ours(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as error:
+        raise ValueError(f"{path}: cannot be read as plain tensors and containers ({error}); if you trust the "
+                         "file, pass trust_pickle=True") from error
     if not isinstance(checkpoint, dict) or "model_state" not in checkpoint or "cfg" not in checkpoint:
         keys = list(checkpoint)[:10] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ValueError(f"{path}: not a released Motionformer checkpoint (expected keys model_state and cfg, "
