@@ -66,11 +66,9 @@ import gc
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +76,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from common import format_table, load_average, log, machine_info, optional, peak_rss_bytes, timed
 from motionformer.attention import TemporalProjections, greedy_orthogonal_indices, trajectory_attention
 from motionformer.attention.reference import greedy_orthogonal_reference, trajectory_attention_reference
 from motionformer.layers import JointAttention, SpaceAttention, TimeAttention, TrajectoryAttention
@@ -237,21 +236,6 @@ def attention_spread(state: dict[str, Tensor], x: Tensor, num_frames: int) -> di
 # Activation memory
 
 
-def peak_rss_bytes() -> int:
-    """High-water mark of this process image's resident set (see the module docstring)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource  # not on Windows
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KB on Linux
-
-
 def measure_memory_child(key: str, num_frames: int, tokens_per_frame: int) -> None:
     """Run in a fresh process: print {"activation_mb": ...} for one CPU forward + backward."""
     module = build_module(VARIANT_BY_KEY[key])
@@ -291,21 +275,6 @@ def cuda_activation_mb(module: nn.Module, x: Tensor, grad_out: Tensor, num_frame
 
 # ----------------------------------------------------------------------------------------------------------
 # Timing
-
-
-def timed(fn: Callable[[], object], device: torch.device) -> float:
-    """Seconds one call of ``fn`` takes (CUDA events on CUDA)."""
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(device)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize(device)
-        return start.elapsed_time(end) / 1e3
-    begin = time.perf_counter()
-    fn()
-    return time.perf_counter() - begin
 
 
 def interleaved_times(runs: dict[str, Callable[[], object]], repeats: int, device: torch.device,
@@ -490,58 +459,8 @@ def benchmark_selection(repeats: int, device: torch.device) -> dict[str, Any]:
 # Reporting
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average() -> list[float] | None:
-    """1, 5 and 15 minute load averages (other processes competing for the CPUs make timings noisy)."""
-    try:
-        return [round(value, 2) for value in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    info = {
-        "cpu": cpu_model(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-        "python": platform.python_version(), "platform": platform.platform(), "device": device.type,
-        "load_average_at_start": load_average(),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(headers[i]), *(len(row[i]) for row in rows)) for i in range(len(headers))]
-
-    def line(cells: Sequence[str]) -> str:
-        # first two columns left-aligned (names), numbers right-aligned
-        return "  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
-                         for i, (cell, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(row) for row in rows)])
-
-
 def format_time(seconds: float, device: torch.device) -> str:
     return f"{seconds * 1e3:.2f}" if device.type == "cuda" else f"{seconds:.3f}"
-
-
-def optional(value: float | None, spec: str, suffix: str = "") -> str:
-    return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
 def main_table(rows: list[dict[str, Any]], device: torch.device) -> str:
@@ -556,7 +475,7 @@ def main_table(rows: list[dict[str, Any]], device: torch.device) -> str:
             optional(row["time_ratio_vs_straightforward"], ".2f", "x"),
             optional(row["memory_ratio_vs_straightforward"], ".2f", "x"),
         ])
-    return format_table(headers, cells)
+    return format_table(headers, cells, left_columns=2)
 
 
 def selection_table(selection: dict[str, Any], device: torch.device) -> str:
@@ -567,7 +486,7 @@ def selection_table(selection: dict[str, Any], device: torch.device) -> str:
               "reference_loop": "greedy_orthogonal_reference, per head"}
     cells = [[name, labels[name], f"{medians[name] * 1e3:.2f}", f"{medians[name] / medians['fast']:.2f}x"]
              for name in ("fast", "quadratic", "reference_loop")]
-    return format_table(["form", "implementation", f"time ({unit})", "time/fast"], cells)
+    return format_table(["form", "implementation", f"time ({unit})", "time/fast"], cells, left_columns=2)
 
 
 def target_checks(rows: list[dict[str, Any]], selection: dict[str, Any], core_rows: list[dict[str, Any]]

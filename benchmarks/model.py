@@ -47,11 +47,9 @@ import argparse
 import gc
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -59,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from common import format_table, load_average, log, machine_info, optional, peak_rss_bytes, timed
 from motionformer import create_model
 from motionformer.models.flops import count_flops, set_reference_attention
 
@@ -115,21 +114,6 @@ def warm_up_small(model: nn.Module, device: torch.device) -> None:
 # Activation memory
 
 
-def peak_rss_bytes() -> int:
-    """High-water mark of this process image's resident set (see the module docstring)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource  # not on Windows
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KB on Linux
-
-
 def reset_peak_rss() -> bool:
     """Set the high-water mark to the current resident set (Linux); False where that is not possible."""
     try:
@@ -182,21 +166,6 @@ def cuda_step_memory(step: Callable[[], object], device: torch.device) -> tuple[
 
 # ----------------------------------------------------------------------------------------------------------
 # Timing
-
-
-def timed(fn: Callable[[], object], device: torch.device) -> float:
-    """Seconds one call of ``fn`` takes (CUDA events on CUDA)."""
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(device)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize(device)
-        return start.elapsed_time(end) / 1e3
-    begin = time.perf_counter()
-    fn()
-    return time.perf_counter() - begin
 
 
 def interleaved_times(model: nn.Module, clip: Tensor, labels: Tensor, repeats: int, device: torch.device
@@ -287,54 +256,6 @@ def mixed_precision_rows(names: Sequence[str], repeats: int, device: torch.devic
 
 # ----------------------------------------------------------------------------------------------------------
 # Reporting
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average() -> list[float] | None:
-    """1, 5 and 15 minute load averages (other processes competing for the CPUs make timings noisy)."""
-    try:
-        return [round(value, 2) for value in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    info = {
-        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-        "device": device.type, "load_average_at_start": load_average(),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:  # the name left-aligned, numbers right-aligned
-        return "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                         for i, (cell, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(row) for row in rows)])
-
-
-def optional(value: float | None, spec: str, suffix: str = "") -> str:
-    return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
 def main_table(rows: list[dict[str, Any]], device: torch.device) -> str:
