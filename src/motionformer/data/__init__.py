@@ -1,4 +1,5 @@
-"""Video data: decoding clips and frames (``decoding``) and the synthetic motion dataset (``synthetic``)."""
+"""Video data: decoding (``decoding``), clip sampling (``sampling``), video transforms (``transforms``) and the
+synthetic motion dataset (``synthetic``)."""
 
 from motionformer.data.decoding import (
     VideoDecodeError,
