@@ -32,6 +32,13 @@ def _data_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_check(args: argparse.Namespace) -> int:
+    from motionformer.data.check import run_check
+
+    return run_check(args.annotations, args.root, args.format, json_output=args.json, workers=args.workers,
+                     frames=args.frames)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="motionformer", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -70,6 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
                            help="pan the camera: the class is the object's motion relative to the scene")
     synthetic.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
     synthetic.set_defaults(run=_data_synthetic)
+
+    check = data.add_parser("check", help="open every listed video and report the ones that fail",
+                            description="Open every video of an annotation file, decode at least one frame of "
+                                        "each listed segment, and report each failure with its reason. Exit "
+                                        "status 1 if any failed, else 0; progress on stderr.")
+    check.add_argument("annotations", help="annotation file (or the dataset folder for --format folder)")
+    check.add_argument("--root", default=None, help="video root folder (default: the annotation file's folder)")
+    check.add_argument("--format", default="auto", choices=("auto", "kinetics", "ssv2", "epic", "csv", "folder"),
+                       help="annotation format (default: guessed from the file)")
+    check.add_argument("--json", action="store_true",
+                       help='print {"checked": N, "ok": N, "failed": [{"path": ..., "reason": ...}]} on stdout')
+    check.add_argument("--workers", type=int, default=1, help="videos checked in parallel")
+    check.add_argument("--frames", action="store_true", help="SSv2 / Epic-Kitchens frame folders instead of videos")
+    check.set_defaults(run=_data_check)
     return parser
 
 

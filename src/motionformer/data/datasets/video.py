@@ -1,0 +1,200 @@
+"""A clip dataset over ``VideoEntry`` lists: decode, sample, transform, and substitute unreadable videos.
+
+Reproducibility contract: every random choice for item ``index`` (where the clip lies, the augmentation, which
+entry replaces an unreadable one) is drawn from seeds derived from ``(seed, epoch, index)`` alone, never from a
+global or per-process generator. For a given seed and epoch an item is therefore identical whichever process
+or data-loader worker loads it, and in whatever order. Call ``set_epoch`` before each epoch (for a loader,
+``motionformer.data.loader.set_epoch``). An item may also be asked for as ``dataset[(epoch, index)]``; the
+loader's samplers do that, so persistent workers (which hold their own copy of the dataset) follow the main
+process's epoch.
+
+Unreadable videos never stop training: a missing file, a corrupt file or any other error while decoding is
+logged once per path (per process), recorded in ``skipped``, and another entry, chosen from
+``(seed, epoch, index, attempt)``, is read in its place, up to ``max_retries`` times. Each item lists what it
+replaced in ``item["skipped"]`` as ``(path, reason)`` pairs (empty normally): loader workers are separate
+processes whose records the main process cannot see, so the training loop aggregates these with a
+``SkipTracker``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from motionformer.data.datasets.entry import VideoEntry
+from motionformer.data.decoding import DEFAULT_FOLDER_FPS, VideoDecodeError, VideoInfo, open_video
+from motionformer.data.sampling import ClipSampler
+from motionformer.data.transforms import seeded
+
+__all__ = ["SkipTracker", "VideoClipDataset", "derived_seed", "summarize_skipped"]
+
+log = logging.getLogger(__name__)
+
+# The last key of derived_seed: what the seed is for, so that the streams of one item are unrelated.
+_CLIP_POSITION, _AUGMENTATION, _SUBSTITUTE = 0, 1, 2
+
+
+def derived_seed(*keys: int) -> int:
+    """A 63-bit seed from non-negative integer keys, e.g. ``(seed, epoch, index)``; any differing key gives an
+    unrelated seed (numpy's ``SeedSequence`` hashing)."""
+    if any(key < 0 for key in keys):
+        raise ValueError(f"seed keys must be >= 0, got {keys}")
+    return int(np.random.SeedSequence([int(key) for key in keys]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _reason(error: Exception) -> str:
+    """Why a video could not be read, without the path (the record names it)."""
+    if isinstance(error, VideoDecodeError):
+        return error.reason
+    if isinstance(error, FileNotFoundError):
+        return "file not found"
+    return f"{type(error).__name__}: {error}"
+
+
+def _duration(info: VideoInfo) -> float:
+    """The video's length in seconds: the longer of the container's duration and ``num_frames / fps``.
+
+    Containers often round the duration a fraction of a frame short (16 frames at 30 fps: 0.533 s, not 0.5333),
+    which would move the last test view back by a frame.
+    """
+    from_frames = info.num_frames / info.fps
+    return max(info.duration, from_frames) if math.isfinite(info.duration) else from_frames
+
+
+class VideoClipDataset(Dataset):
+    """One clip per entry (training) or per (entry, view) (testing), as a dict; see the module docstring.
+
+    Training items: ``{"video": float (3, T, H, W), "label", "index", "skipped"}``. Test items are numbered
+    ``entry_index * num_views + view`` (``num_views = sampler.num_views``) and add ``"entry_index"`` and
+    ``"view"`` (the sampler's ``clip_index``), so evaluation can average the views of a video; a 3-crop test
+    transform makes ``"video"`` (num_crops, 3, T, H, W). ``"label"`` is the entry's label (an int, or a
+    ``{"verb", "noun"}`` dict) of the entry actually read: when ``"skipped"`` is not empty, the item is a
+    substitute for the item's own entry (evaluation should leave such items out).
+
+    ``entry.window`` (seconds) limits where clips are sampled; None means the whole video, ``(0, duration)``
+    (see ``_duration``; approximate for some files: clips running past the end repeat the last frame).
+    ``decoder_threads`` is the decoder's thread count (1 suits many loader workers); ``folder_fps`` the frame
+    rate of frame-image folders.
+    """
+
+    def __init__(self, entries: Sequence[VideoEntry], sampler: ClipSampler, transform: Callable[[Tensor], Tensor],
+                 training: bool, seed: int = 0, max_retries: int = 10, decoder_threads: int = 1,
+                 folder_fps: float = DEFAULT_FOLDER_FPS):
+        if not entries:
+            raise ValueError("entries is empty: a dataset needs at least one VideoEntry")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        self.entries = list(entries)
+        self.sampler = sampler
+        self.transform = transform
+        self.training = training
+        self.seed = seed
+        self.max_retries = max_retries
+        self.decoder_threads = decoder_threads
+        self.folder_fps = folder_fps
+        self.num_views = 1 if training else sampler.num_views
+        self.epoch = 0
+        self.skipped: dict[str, str] = {}  # path -> reason, for videos this process failed to read
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use ``epoch``'s clip positions, augmentations and substitutes from now on."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.entries) * self.num_views
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """Item ``key``, or item ``index`` as in epoch ``epoch`` for ``key = (epoch, index)``.
+
+        Raises RuntimeError when the entry and ``max_retries`` substitutes all fail, naming each attempt.
+        """
+        epoch, index = (int(k) for k in key) if isinstance(key, tuple) else (self.epoch, int(key))
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
+        entry_index, view = divmod(index, self.num_views)
+        skipped: list[tuple[str, str]] = []
+        for attempt in range(self.max_retries + 1):
+            entry = self.entries[entry_index]
+            try:
+                frames = self._read(entry, view, (self.seed, epoch, index, attempt))
+            except Exception as error:  # any failure to read one video must not stop training
+                reason = _reason(error)
+                self._record(str(entry.path), reason, entry.source)
+                skipped.append((str(entry.path), reason))
+                if len(self.entries) == 1:
+                    break
+                entry_index = self._substitute(entry_index, (self.seed, epoch, index, attempt))
+                continue
+            video = seeded(self.transform, derived_seed(self.seed, epoch, index, attempt, _AUGMENTATION))(frames)
+            label = dict(entry.label) if isinstance(entry.label, Mapping) else entry.label
+            item: dict[str, Any] = {"video": video, "label": label, "index": index, "skipped": skipped}
+            if not self.training:
+                item.update(entry_index=entry_index, view=view)
+            return item
+        attempts = "; ".join(f"{path}: {reason}" for path, reason in skipped)
+        raise RuntimeError(f"no readable video for item {index} (epoch {epoch}) after {len(skipped)} attempts "
+                           f"(max_retries={self.max_retries}): {attempts}")
+
+    def _read(self, entry: VideoEntry, view: int, keys: tuple[int, ...]) -> Tensor:
+        """The clip's frames, uint8 (T, H, W, 3); raises whatever decoding raises."""
+        with open_video(entry.path, threads=self.decoder_threads, folder_fps=self.folder_fps) as video:
+            window = entry.window if entry.window is not None else (0.0, _duration(video.info))
+            rng = np.random.default_rng(derived_seed(*keys, _CLIP_POSITION))
+            times = self.sampler(window, video.fps, rng=rng, clip_index=view)
+            return video.read_frames(times)
+
+    def _substitute(self, failed: int, keys: tuple[int, ...]) -> int:
+        """Another entry than ``failed``, drawn from ``keys`` = (seed, epoch, index, attempt)."""
+        pick = int(np.random.default_rng(derived_seed(*keys, _SUBSTITUTE)).integers(len(self.entries) - 1))
+        return pick + (pick >= failed)
+
+    def _record(self, path: str, reason: str, source: str) -> None:
+        if path not in self.skipped:
+            where = f" (from {source})" if source else ""
+            log.warning("skipping unreadable video %s%s: %s", path, where, reason)
+            self.skipped[path] = reason
+
+
+def summarize_skipped(batches_or_items: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """The videos skipped in batches or items (their ``"skipped"`` lists): path -> reason, in first-seen order."""
+    summary: dict[str, str] = {}
+    for batch in batches_or_items:
+        for path, reason in batch["skipped"]:
+            summary.setdefault(path, reason)
+    return summary
+
+
+class SkipTracker:
+    """Gathers the ``"skipped"`` lists of an epoch's batches (from any worker) into one record and summary."""
+
+    def __init__(self) -> None:
+        self.skipped: dict[str, str] = {}  # path -> reason
+        self.failed_reads = 0  # failed attempts, each answered by reading a substitute (or by an error)
+
+    def update(self, batch_or_item: Mapping[str, Any]) -> None:
+        """Add one batch's or item's skipped videos."""
+        self.failed_reads += len(batch_or_item["skipped"])
+        for path, reason in summarize_skipped([batch_or_item]).items():
+            self.skipped.setdefault(path, reason)
+
+    def summary(self) -> str:
+        """``"N skipped: path (reason), ..."``, N counting distinct paths; ``"0 skipped"`` when none."""
+        if not self.skipped:
+            return "0 skipped"
+        listed = ", ".join(f"{path} ({reason})" for path, reason in self.skipped.items())
+        return f"{len(self.skipped)} skipped: {listed}"
+
+    def reset(self) -> None:
+        """Forget everything, e.g. at the start of an epoch."""
+        self.skipped.clear()
+        self.failed_reads = 0

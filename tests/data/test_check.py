@@ -1,0 +1,97 @@
+"""``data check`` on tiny real videos and broken files of each kind."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from motionformer.data.check import check_videos, run_check
+from motionformer.data.datasets import read_annotations
+from tests.data.conftest import make_audio_only, make_video
+
+EPIC_HEADER = ("narration_id,participant_id,video_id,narration_timestamp,start_timestamp,stop_timestamp,"
+               "start_frame,stop_frame,narration,verb,verb_class,noun,noun_class,all_nouns,all_noun_classes")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A root with two good videos and one broken file of each kind, and a ``path label`` list of them all."""
+    root = tmp_path_factory.mktemp("check")
+    make_video(root / "good0.mp4", 8, size=(32, 32), gop=4)
+    make_video(root / "good1.mkv", 8, size=(32, 32), gop=4)
+    (root / "empty.mp4").write_bytes(b"")
+    truncated = make_video(root / "truncated.mp4", 8, size=(32, 32)).read_bytes()
+    (root / "truncated.mp4").write_bytes(truncated[:len(truncated) // 2])
+    (root / "text.mp4").write_bytes(b"this is not a video\n" * 20)
+    make_audio_only(root / "audio.m4a", seconds=0.1)
+    names = ["good0.mp4", "good1.mkv", "missing.mp4", "empty.mp4", "truncated.mp4", "text.mp4", "audio.m4a"]
+    (root / "list.csv").write_text("".join(f"{name} 0\n" for name in names))
+    return root
+
+
+def test_report_names_each_broken_file_with_its_reason(dataset):
+    report = check_videos(read_annotations(dataset / "list.csv"), workers=2, progress=False)
+    assert (report.checked, report.ok) == (7, 2)
+    reasons = {failure["path"]: failure["reason"] for failure in report.failed}
+    assert list(reasons) == [str(dataset / name) for name in
+                             ("missing.mp4", "empty.mp4", "truncated.mp4", "text.mp4", "audio.m4a")]
+    assert reasons[str(dataset / "missing.mp4")].startswith("missing")
+    assert "empty" in reasons[str(dataset / "empty.mp4")]
+    assert reasons[str(dataset / "audio.m4a")] == "no video stream"
+    assert all(reasons.values())
+    assert json.loads(report.to_json()) == {"checked": 7, "ok": 2, "failed": report.failed}
+
+
+def test_run_check_json_and_exit_status(dataset, capsys):
+    assert run_check(dataset / "list.csv", dataset, json_output=True) == 1
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert set(result) == {"checked", "ok", "failed"} and (result["checked"], result["ok"]) == (7, 2)
+    assert all(set(failure) == {"path", "reason"} for failure in result["failed"])
+    assert result["failed"][0]["path"] == "missing.mp4"  # as listed in the annotations
+    assert "checked 7/7 (5 failed)" in captured.err  # the progress line
+
+    (dataset / "good.csv").write_text("good0.mp4 0\ngood1.mkv 1\n")
+    assert run_check(dataset / "good.csv", format="csv") == 0
+    assert "checked 2 videos, 2 ok, 0 failed" in capsys.readouterr().out
+
+
+def test_run_check_summary_lists_failures(dataset, capsys):
+    assert run_check(dataset / "list.csv", dataset) == 1
+    out = capsys.readouterr().out
+    assert "(csv): checked 7 videos, 2 ok, 5 failed" in out
+    assert "\n  audio.m4a: no video stream" in out  # paths as listed
+
+
+def test_windows_share_one_opening_and_must_start_inside_the_video(tmp_path):
+    videos = tmp_path / "P01" / "videos"
+    videos.mkdir(parents=True)
+    for name in ("P01_01.MP4", "P01_02.MP4"):
+        make_video(videos / name, 30, size=(32, 32), gop=10)  # 1 s at 30 fps
+    lines = [f"P01_0{video}_{k},P01,P01_0{video},00:00:00.00,{start},{stop},1,2,open tap,open,0,tap,0,['tap'],[0]"
+             for k, (video, start, stop) in enumerate([(1, "00:00:00.10", "00:00:00.50"),
+                                                       (1, "00:00:00.60", "00:00:00.90"),
+                                                       (2, "00:00:00.20", "00:00:00.40"),
+                                                       (2, "00:00:05.00", "00:00:06.00")])]
+    (tmp_path / "EPIC_100_validation.csv").write_text("\n".join([EPIC_HEADER, *lines]) + "\n")
+    report = check_videos(read_annotations(tmp_path / "EPIC_100_validation.csv"), progress=False)
+    assert (report.checked, report.ok) == (2, 1)
+    assert report.failed == [{"path": str(tmp_path / "P01/videos/P01_02.MP4"),
+                              "reason": "window 5.00-6.00 s (EPIC_100_validation.csv:5) starts after the end of the "
+                                        "video (1.00 s)"}]
+
+
+def test_missing_annotation_file_raises(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"absent\.csv"):
+        run_check(tmp_path / "absent.csv", tmp_path)
+
+
+def test_data_check_command(dataset, capsys):
+    from motionformer.cli import main
+
+    assert main(["data", "check", str(dataset / "list.csv"), "--root", str(dataset), "--json", "--workers", "2"]) == 1
+    assert json.loads(capsys.readouterr().out)["ok"] == 2
+    (dataset / "good.csv").write_text("good0.mp4 0\n")
+    assert main(["data", "check", str(dataset / "good.csv")]) == 0
+    assert main(["data", "check", str(dataset / "absent.csv")]) == 2
