@@ -49,7 +49,10 @@ import av
 import numpy as np
 import torch
 
+from common import format_table, log
 from motionformer.data import open_video
+from motionformer.data.build import build_dataset
+from motionformer.data.loader import build_loader, set_epoch
 
 WIDTH, HEIGHT, FPS, SECONDS, GOP = 340, 256, 30, 10, 250
 CLIP_FRAMES, SAMPLING_RATE = 16, 4
@@ -216,26 +219,63 @@ def benchmark_decoding(repeats: int, threads: int) -> Section:
     title = (f"Part 1, decoding: {CLIP_FRAMES}x{SAMPLING_RATE} clips from a {SECONDS} s {WIDTH}x{HEIGHT} H.264 video "
              f"at {FPS} fps, keyframe every {GOP} frames; threads={threads} (0: decoder's choice); "
              f"medians of {repeats}, timed alternately")
-    return Section("decoding", title, format_table(headers, cells), checks,
+    return Section("decoding", title, format_table(headers, cells, left_columns=0), checks,
                    {"video": video, "clip_frames": CLIP_FRAMES, "sampling_rate": SAMPLING_RATE, "threads": threads,
                     "repeats": repeats, "rows": rows})
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Part 2: the training pipeline
+
+
+PIPELINE_VIDEOS, PIPELINE_BATCH, PIPELINE_BATCHES = 8, 4, 6
+PIPELINE_WORKERS = (1, 2)
+
+
+def loader_clips_per_second(loader: torch.utils.data.DataLoader, epoch: int) -> float:
+    """Clips per second over ``PIPELINE_BATCHES`` batches after the first (worker start-up excluded)."""
+    set_epoch(loader, epoch)
+    batches = iter(loader)
+    next(batches)
+    begin = time.perf_counter()
+    clips = 0
+    for _ in range(PIPELINE_BATCHES):
+        clips += len(next(batches)["video"])
+    return clips / (time.perf_counter() - begin)
+
+
+def benchmark_pipeline(repeats: int) -> Section:
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        log("part 2: encoding the test videos")
+        source = make_benchmark_video(root / "video0.mp4")
+        for index in range(1, PIPELINE_VIDEOS):
+            (root / f"video{index}.mp4").write_bytes(source.read_bytes())
+        # each file listed 4 times: 8 batches an epoch, every entry a clip at a random position
+        lines = [f"video{i % PIPELINE_VIDEOS}.mp4 {i % 2}\n" for i in range(4 * PIPELINE_VIDEOS)]
+        (root / "train.csv").write_text("".join(lines))
+        dataset = build_dataset(root / "train.csv", training=True, num_frames=CLIP_FRAMES,
+                                sampling_rate=SAMPLING_RATE)
+        loaders = {workers: build_loader(dataset, PIPELINE_BATCH, training=True, workers=workers, pin_memory=False)
+                   for workers in PIPELINE_WORKERS}
+        rates: dict[int, list[float]] = {workers: [] for workers in PIPELINE_WORKERS}
+        for repeat in range(repeats):
+            for workers in PIPELINE_WORKERS[repeat % 2:] + PIPELINE_WORKERS[:repeat % 2]:
+                log(f"part 2: {workers} worker(s), repeat {repeat + 1}/{repeats}")
+                rates[workers].append(loader_clips_per_second(loaders[workers], repeat))
+    medians = {workers: statistics.median(values) for workers, values in rates.items()}
+    headers = ["workers", "clips/s", "s per clip"]
+    cells = [[str(workers), f"{medians[workers]:.2f}", f"{1 / medians[workers]:.2f}"] for workers in PIPELINE_WORKERS]
+    title = (f"Part 2, training pipeline: {CLIP_FRAMES}x{SAMPLING_RATE} clips from {SECONDS} s {WIDTH}x{HEIGHT} H.264 "
+             f"videos, the Kinetics training recipe (scale jitter 256-320, 224 crop, flip, colour jitter), batch "
+             f"{PIPELINE_BATCH}, {PIPELINE_BATCHES} batches timed after the first; medians of {repeats}")
+    return Section("pipeline", title, format_table(headers, cells, left_columns=0), [],
+                   {"workers": {str(w): {"clips_per_s_median": medians[w], "clips_per_s": rates[w]}
+                                for w in PIPELINE_WORKERS}, "batch": PIPELINE_BATCH, "repeats": repeats})
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Output and command line
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(headers[i]), *(len(row[i]) for row in rows)) for i in range(len(headers))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(cell.rjust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
-
-    return "\n".join([line(headers), line(["-" * width for width in widths]), *(line(row) for row in rows)])
 
 
 def machine_info() -> dict[str, Any]:
@@ -265,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"machine: {machine['processor']} ({machine['cpu_count']} CPUs), PyAV {machine['av']} "
           f"(libavcodec {machine['ffmpeg'].get('libavcodec', '?')}), torch {machine['torch']}; load average "
           f"{machine['load_average_at_start']}", flush=True)
-    sections = [benchmark_decoding(repeats, args.threads)]
+    sections = [benchmark_decoding(repeats, args.threads), benchmark_pipeline(3 if not args.quick else 1)]
     all_met = True
     for section in sections:
         print(f"\n{section.title}\n\n{section.table}\n")
