@@ -300,3 +300,10 @@ def test_frame_index_helper_catches_a_turned_frame():
     assert frame_index(upright) == 5
     with pytest.raises(AssertionError, match="upright"):
         frame_index(torch.rot90(upright, 2, (0, 1)))
+
+
+def test_duration_comes_from_metadata_without_decoding(tmp_path):
+    path = make_video(tmp_path / "v.mp4", 16, fps=30)
+    with open_video(path) as video:
+        assert video.duration >= 16 / 30 - 1e-9  # never a fraction of a frame short
+        assert video.frames_decoded == 0

@@ -101,6 +101,14 @@ class VideoReader(abc.ABC):
         """The average frame rate, which spaces clip frames."""
         return self.info.fps
 
+    @property
+    def duration(self) -> float:
+        """Length in seconds for clip sampling: the longer of the stated duration and ``num_frames / fps``
+        (containers often round the duration a fraction of a frame short: 16 frames at 30 fps stated as
+        0.533 s). Backends that can answer from metadata do so without decoding a frame."""
+        info = self.info
+        return _length(info.duration, info.num_frames, info.fps)
+
     def read_frames(self, times_sec: Sequence[float]) -> Tensor:
         """The frames shown at ``times_sec`` (seconds, any order, repeats allowed): uint8 (len, H, W, 3).
 
@@ -213,6 +221,11 @@ def read_clip(path: str | os.PathLike, start_sec: float, num_frames: int, sampli
         return video.read_clip(start_sec, num_frames, sampling_rate)
 
 
+def _length(duration: float, num_frames: int, fps: float) -> float:
+    from_frames = num_frames / fps
+    return max(duration, from_frames) if math.isfinite(duration) else from_frames
+
+
 def _time_tolerance(fps: float, tick_sec: float = _UNKNOWN_TICK_SEC) -> float:
     """Seconds after t within which a frame still counts as shown at t (see the module docstring)."""
     return max(_MIN_TOLERANCE_SEC, min(tick_sec, 1 / (8 * fps)))
@@ -281,17 +294,25 @@ class _PyAVReader(VideoReader):
                 raise VideoDecodeError(self.path, "no frames decoded")
             rotation = _clockwise(frame.rotation)
             width, height = (frame.height, frame.width) if rotation in (90, 270) else (frame.width, frame.height)
-            stream, container, fps = self._stream, self._container, self.fps
-            if stream.duration:
-                duration = float(stream.duration * self._time_base)
-            elif container.duration:
-                duration = container.duration / av.time_base
-            else:
-                duration = (stream.frames or 0) / fps
-            num_frames = stream.frames or round(duration * fps)
-            self._info = VideoInfo(fps=fps, num_frames=num_frames, duration=duration, width=width, height=height,
-                                   rotation=rotation)
+            duration, num_frames = self._stated_length()
+            self._info = VideoInfo(fps=self.fps, num_frames=num_frames, duration=duration, width=width,
+                                   height=height, rotation=rotation)
         return self._info
+
+    @property
+    def duration(self) -> float:
+        return _length(*self._stated_length(), self.fps)  # metadata only: no frame is decoded
+
+    def _stated_length(self) -> tuple[float, int]:
+        """(duration in seconds, frame count) as the container states them, estimated from each other."""
+        stream, container, fps = self._stream, self._container, self.fps
+        if stream.duration:
+            duration = float(stream.duration * self._time_base)
+        elif container.duration:
+            duration = container.duration / av.time_base
+        else:
+            duration = (stream.frames or 0) / fps
+        return duration, stream.frames or round(duration * fps)
 
     def close(self) -> None:
         self._container.close()

@@ -22,6 +22,7 @@ import torch
 import yaml
 from torch import Tensor, nn
 
+from motionformer.models.class_names import class_names
 from motionformer.models.motionformer import Motionformer, resize_grid
 
 log = logging.getLogger(__name__)
@@ -226,20 +227,14 @@ def released_architecture(cfg: dict, state: Mapping[str, Tensor], path: Path) ->
 
 
 def _class_names_for(dataset: str, num_classes: int) -> dict[str, list[str]] | list[str] | None:
-    try:
-        from motionformer.models.class_names import class_names
-    except ImportError:
-        return None
+    """The packaged class names of a released config's dataset, or None when none fit."""
     key = dataset.lower()
-    try:
-        if key == "epickitchens":
-            return {"verb": class_names("epic_verbs"), "noun": class_names("epic_nouns")}
-        if key == "ssv2":
-            return class_names("ssv2")
-        if key == "kinetics" and num_classes in (400, 600):
-            return class_names(f"kinetics{num_classes}")
-    except ValueError:
-        return None
+    if key == "epickitchens":
+        return {"verb": class_names("epic_verbs"), "noun": class_names("epic_nouns")}
+    if key == "ssv2" and num_classes == 174:
+        return class_names("ssv2")
+    if key == "kinetics" and num_classes in (400, 600):
+        return class_names(f"kinetics{num_classes}")
     return None
 
 

@@ -19,7 +19,6 @@ processes whose records the main process cannot see, so the training loop aggreg
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -28,7 +27,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from motionformer.data.datasets.entry import VideoEntry
-from motionformer.data.decoding import DEFAULT_FOLDER_FPS, VideoDecodeError, VideoInfo, open_video
+from motionformer.data.decoding import DEFAULT_FOLDER_FPS, VideoDecodeError, open_video
 from motionformer.data.sampling import ClipSampler
 from motionformer.data.transforms import seeded
 
@@ -57,16 +56,6 @@ def _reason(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _duration(info: VideoInfo) -> float:
-    """The video's length in seconds: the longer of the container's duration and ``num_frames / fps``.
-
-    Containers often round the duration a fraction of a frame short (16 frames at 30 fps: 0.533 s, not 0.5333),
-    which would move the last test view back by a frame.
-    """
-    from_frames = info.num_frames / info.fps
-    return max(info.duration, from_frames) if math.isfinite(info.duration) else from_frames
-
-
 class VideoClipDataset(Dataset):
     """One clip per entry (training) or per (entry, view) (testing), as a dict; see the module docstring.
 
@@ -78,7 +67,7 @@ class VideoClipDataset(Dataset):
     substitute for the item's own entry (evaluation should leave such items out).
 
     ``entry.window`` (seconds) limits where clips are sampled; None means the whole video, ``(0, duration)``
-    (see ``_duration``; approximate for some files: clips running past the end repeat the last frame).
+    (``VideoReader.duration``; approximate for some files: clips running past the end repeat the last frame).
     ``decoder_threads`` is the decoder's thread count (1 suits many loader workers); ``folder_fps`` the frame
     rate of frame-image folders.
     """
@@ -148,7 +137,7 @@ class VideoClipDataset(Dataset):
     def _read(self, entry: VideoEntry, view: int, keys: tuple[int, ...]) -> Tensor:
         """The clip's frames, uint8 (T, H, W, 3); raises whatever decoding raises."""
         with open_video(entry.path, threads=self.decoder_threads, folder_fps=self.folder_fps) as video:
-            window = entry.window if entry.window is not None else (0.0, _duration(video.info))
+            window = entry.window if entry.window is not None else (0.0, video.duration)
             rng = np.random.default_rng(derived_seed(*keys, _CLIP_POSITION))
             times = self.sampler(window, video.fps, rng=rng, clip_index=view)
             return video.read_frames(times)
