@@ -39,10 +39,126 @@ def _data_check(args: argparse.Namespace) -> int:
                      frames=args.frames)
 
 
+def _load(args: argparse.Namespace):
+    from motionformer.engine.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from motionformer.engine.train import TrainingStopped, train
+
+    try:
+        train(_load(args), finetune=args.finetune)
+    except TrainingStopped as stopped:
+        print(f"motionformer train: {stopped}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    from motionformer.engine.evaluate import evaluate_checkpoint
+
+    evaluate_checkpoint(_load(args))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from motionformer.engine.evaluate import predict
+
+    answers = predict(args.videos, args.checkpoint, top_k=args.top_k, device=args.device)
+    for video, answer in zip(args.videos, answers, strict=True):
+        print(video)
+        for head, ranked in answer.items():
+            for rank, (name, score) in enumerate(ranked, start=1):
+                label = f"{head} " if head else ""
+                print(f"  {label}{rank}. {name}  {score:.3f}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from motionformer.engine.demo import run_demo
+
+    result = run_demo(args.dir, epochs=args.epochs, overrides=args.overrides)
+    summary = result.summary
+    print(f"\nmotionformer demo: {summary['epochs']} epochs, {summary['steps']} steps; run folder {result.output_dir}")
+    if summary.get("test_top1") is not None:
+        print(f"test top-1 {summary['test_top1']:.1f}% (top-5 {summary['test_top5']:.1f}%, chance "
+              f"{result.chance:.0f}%) on {int(summary['test_videos'])} held-out videos")
+    print(f"held-out video {result.video} (true class: {result.true_class}):")
+    for rank, (name, score) in enumerate(result.predictions, start=1):
+        print(f"  {rank}. {name}  {score:.3f}")
+    print(f"done in {result.seconds / 60:.1f} min")
+    return 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    from motionformer.engine.config import to_yaml
+
+    print(to_yaml(_load(args)), end="")
+    return 0
+
+
+def _config_list(args: argparse.Namespace) -> int:
+    from motionformer.engine.config import list_presets
+
+    print("\n".join(list_presets()))
+    return 0
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="a preset name (see 'motionformer config list') or a YAML file")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="dotted overrides, e.g. train.epochs=3 data.root=/data/k400 'data.scale_range=[256, 320]'")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="motionformer", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="generate synthetic videos, train a small model, test it, predict",
+                               description="The whole job on the synthetic motion data: generate it (if absent), "
+                                           "train the synthetic-tiny preset, test it with several views, and "
+                                           "predict one held-out video. A few minutes on a laptop CPU.")
+    demo.add_argument("--dir", default="motionformer-demo", help="folder for the data and the run")
+    demo.add_argument("--epochs", type=int, default=None, help="training epochs (default: the preset's)")
+    demo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="more config overrides")
+    demo.set_defaults(run=_demo)
+
+    train = commands.add_parser("train", help="train a model from a preset or YAML config",
+                                description="Train (or resume: the same command continues from output_dir's last "
+                                            "checkpoint). Under torchrun, every process runs this.")
+    _add_config_arguments(train)
+    train.add_argument("--finetune", default=None, metavar="CKPT",
+                       help="start from these weights (a run's .pt, a .safetensors, a released .pyth); the "
+                            "classifier is new where the classes differ")
+    train.set_defaults(run=_train)
+
+    test = commands.add_parser("test", help="multi-view test of a checkpoint",
+                               description="Multi-view test (eval.num_clips x eval.num_crops views, softmax scores "
+                                           "averaged) of checkpoint=PATH on data.test (else data.val); writes "
+                                           "test_metrics.json, predictions.csv and confusion.png to output_dir.")
+    _add_config_arguments(test)
+    test.set_defaults(run=_test)
+
+    predict = commands.add_parser("predict", help="class names and scores for video files",
+                                  description="Top-k classes of each video, from a run's checkpoint, an exported "
+                                              ".safetensors or a released .pyth file, with its test views.")
+    predict.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
+    predict.add_argument("--checkpoint", required=True, help="weights: a run's .pt, a .safetensors, a .pyth")
+    predict.add_argument("--top-k", type=int, default=5, help="classes to show")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    predict.set_defaults(run=_predict)
+
+    config = commands.add_parser("config", help="presets and resolved configs").add_subparsers(
+        dest="config_command", required=True, metavar="CONFIG_COMMAND")
+    show = config.add_parser("show", help="print the resolved config of a preset with overrides",
+                             description="Print the config a run would use, as YAML.")
+    _add_config_arguments(show)
+    show.set_defaults(run=_config_show)
+    listing = config.add_parser("list", help="the packaged presets", description="Print the packaged preset names.")
+    listing.set_defaults(run=_config_list)
 
     flops = commands.add_parser("flops", help="parameters and multiply-adds of a named model",
                                 description="Parameters and multiply-adds (PyTorch's FLOP counter, counted as "
@@ -102,3 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"motionformer {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:
+        from motionformer.engine import RunError
+
+        if not isinstance(error, RunError):
+            raise
+        print(f"motionformer {args.command}: error: {error}", file=sys.stderr)
+        return 1

@@ -48,4 +48,4 @@ def build_dataset(
         overrides["num_crops"] = num_crops
     transform = recipe_transforms(recipe, training, **overrides)
     return VideoClipDataset(loaded.entries, sampler, transform, training=training, seed=seed,
-                            max_retries=max_retries)
+                            max_retries=max_retries, class_names=loaded.class_names)

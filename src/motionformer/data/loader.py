@@ -9,6 +9,7 @@ replays the same order and augmentations, which it does not without the call (ev
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -46,23 +47,26 @@ class EpochSampler(Sampler[tuple[int, int]]):
     """Yields ``(epoch, index)`` for each index of ``indices``, so workers read items as in the main process's epoch.
 
     ``indices`` is a sampler of ints (``DistributedSampler``, a permutation, ``SequentialSampler``);
-    ``set_epoch`` passes the epoch on to it when it has ``set_epoch``.
+    ``set_epoch`` passes the epoch on to it when it has ``set_epoch``; its ``start`` skips that many items of the
+    epoch's order without reading them (resuming mid-epoch).
     """
 
     def __init__(self, indices: Sampler[int]):
-        self.indices, self.epoch = indices, 0
+        self.indices, self.epoch, self.start = indices, 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        if not 0 <= start <= len(self.indices):
+            raise ValueError(f"start must be in [0, {len(self.indices)}], got {start}")
+        self.epoch, self.start = epoch, start
         if hasattr(self.indices, "set_epoch"):
             self.indices.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
-        return ((epoch, index) for index in self.indices)
+        return ((epoch, index) for index in itertools.islice(self.indices, self.start, None))
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self.indices) - self.start
 
 
 def collate_clips(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -131,9 +135,16 @@ def build_loader(dataset: Dataset, batch_size: int, *, training: bool, workers: 
     )
 
 
-def set_epoch(loader: DataLoader, epoch: int) -> None:
-    """Start ``epoch``: sets the epoch of the loader's sampler (order) and dataset (clips, augmentation)."""
-    if hasattr(loader.sampler, "set_epoch"):
+def set_epoch(loader: DataLoader, epoch: int, start_batch: int = 0) -> None:
+    """Start ``epoch``: sets the epoch of the loader's sampler (order) and dataset (clips, augmentation).
+
+    ``start_batch`` > 0 resumes the epoch at that batch: the batches before it are skipped without being read.
+    """
+    if isinstance(loader.sampler, EpochSampler):
+        loader.sampler.set_epoch(epoch, start_batch * (loader.batch_size or 1))
+    elif start_batch:
+        raise ValueError("start_batch needs a loader made by build_loader")
+    elif hasattr(loader.sampler, "set_epoch"):
         loader.sampler.set_epoch(epoch)
     if hasattr(loader.dataset, "set_epoch"):
         loader.dataset.set_epoch(epoch)

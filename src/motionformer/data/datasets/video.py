@@ -69,12 +69,12 @@ class VideoClipDataset(Dataset):
     ``entry.window`` (seconds) limits where clips are sampled; None means the whole video, ``(0, duration)``
     (``VideoReader.duration``; approximate for some files: clips running past the end repeat the last frame).
     ``decoder_threads`` is the decoder's thread count (1 suits many loader workers); ``folder_fps`` the frame
-    rate of frame-image folders.
+    rate of frame-image folders; ``class_names`` what the labels mean (a list, or {"verb": [...], "noun": [...]}).
     """
 
     def __init__(self, entries: Sequence[VideoEntry], sampler: ClipSampler, transform: Callable[[Tensor], Tensor],
                  training: bool, seed: int = 0, max_retries: int = 10, decoder_threads: int = 1,
-                 folder_fps: float = DEFAULT_FOLDER_FPS):
+                 folder_fps: float = DEFAULT_FOLDER_FPS, class_names: list[str] | dict[str, list[str]] | None = None):
         if not entries:
             raise ValueError("entries is empty: a dataset needs at least one VideoEntry")
         if seed < 0:
@@ -89,6 +89,7 @@ class VideoClipDataset(Dataset):
         self.max_retries = max_retries
         self.decoder_threads = decoder_threads
         self.folder_fps = folder_fps
+        self.class_names = class_names
         self.num_views = 1 if training else sampler.num_views
         self.epoch = 0
         self.skipped: dict[str, str] = {}  # path -> reason, for videos this process failed to read

@@ -1,0 +1,6 @@
+"""The engine: configs, training, evaluation, checkpoints and distributed runs (``motionformer train/test``)."""
+
+
+class RunError(RuntimeError):
+    """A run cannot go on (a non-finite loss, out of memory, no readable video); the message says why and what
+    helps. Earlier checkpoints and results are kept."""

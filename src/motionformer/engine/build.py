@@ -1,0 +1,206 @@
+"""Where a run's config becomes objects: the datasets, the model, and the weights it starts from.
+
+The only module of the engine that reads config keys for the data and the model (the library below takes plain
+keyword arguments).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from motionformer.data.build import build_dataset
+from motionformer.data.datasets import VideoClipDataset
+from motionformer.data.synthetic import generate
+from motionformer.engine.checkpoint import is_training_checkpoint, load_checkpoint
+from motionformer.engine.config import Config, config_from_dict
+from motionformer.models.motionformer import Motionformer, resize_grid
+from motionformer.models.registry import create_model
+from motionformer.models.weights import from_checkpoint, init_from_image_vit
+
+log = logging.getLogger(__name__)
+
+ClassNames = list[str] | dict[str, list[str]] | None
+
+
+def annotation_path(config: Config, split: str) -> Path:
+    """The annotation file of ``split`` (train, val, test), relative paths taken from ``data.root``."""
+    data = config.data
+    field = "val" if split == "test" and data.test is None else split
+    name, key = getattr(data, field), f"data.{field}"
+    if name is None:
+        raise ValueError(f"{key} is not set: it names the {split} annotation file")
+    path = Path(name)
+    if not path.is_absolute() and data.root is not None:
+        path = Path(data.root) / path
+    if not path.exists():
+        where = f" (data.root={data.root})" if data.root is not None else " (data.root is not set)"
+        raise FileNotFoundError(f"{key}: annotation file not found: {path}{where}")
+    return path
+
+
+def prepare_synthetic(config: Config) -> None:
+    """Generate the synthetic motion dataset at ``data.root`` when ``data.synthetic_videos`` asks for it."""
+    data = config.data
+    if data.synthetic_videos <= 0:
+        return
+    if data.root is None:
+        raise ValueError("data.synthetic_videos > 0 needs data.root: the folder to generate the videos in")
+    summary = generate(data.root, num_videos=data.synthetic_videos, size=data.synthetic_size,
+                       frames=data.synthetic_frames, seed=config.seed)
+    if summary.num_written:
+        log.info("generated %d synthetic videos in %s (%.1f s)", summary.num_written, summary.root, summary.seconds)
+
+
+def input_spec(config: Config, model: Motionformer) -> dict[str, Any]:
+    """Frames, crop size, mean and std of the model's input: the config's, or the model's own where unset."""
+    info = getattr(model, "weights_info", None)
+    data = config.data
+    return {
+        "num_frames": data.num_frames or model.num_frames,
+        "crop_size": data.crop_size or model.img_size,
+        "mean": tuple(data.mean) if info is None else tuple(info.mean),
+        "std": tuple(data.std) if info is None else tuple(info.std),
+    }
+
+
+def build_split(config: Config, split: str, spec: dict[str, Any], *, training: bool, num_clips: int = 1,
+                num_crops: int = 1) -> VideoClipDataset:
+    """The dataset of one split with the recipe and the config's overrides."""
+    data = config.data
+    overrides: dict[str, Any] = {"mean": spec["mean"], "std": spec["std"]}
+    if training:
+        for key in ("flip", "color_jitter", "rand_augment"):
+            if getattr(data, key) is not None:
+                overrides[key] = getattr(data, key)
+        if data.scale_range is not None:
+            overrides["scale_range"] = tuple(data.scale_range)
+        overrides["random_erasing"] = data.random_erasing
+    return build_dataset(annotation_path(config, split), data.root, training=training, format=data.format,
+                         recipe=data.recipe, num_frames=spec["num_frames"], sampling_rate=data.sampling_rate,
+                         crop_size=spec["crop_size"], num_clips=num_clips, num_crops=num_crops, seed=config.seed,
+                         frames=data.frames, max_retries=data.max_retries, **overrides)
+
+
+def classifier_arguments(config: Config, class_names: ClassNames) -> dict[str, Any]:
+    """``num_classes`` or ``heads`` for ``create_model``: the config's, else as many as the data names."""
+    model = config.model
+    if model.heads:
+        return {"heads": dict(model.heads)}
+    if isinstance(class_names, dict):
+        return {"heads": {name: len(names) for name, names in class_names.items()}}
+    if model.num_classes is not None:
+        if class_names is not None and len(class_names) != model.num_classes:
+            raise ValueError(f"model.num_classes={model.num_classes} but the training data names "
+                             f"{len(class_names)} classes")
+        return {"num_classes": model.num_classes}
+    if class_names is None:
+        raise ValueError("model.num_classes is not set and the training annotations do not name their classes "
+                         "(add a classes.txt next to them, or set model.num_classes=N)")
+    return {"num_classes": len(class_names)}
+
+
+def build_model(config: Config, class_names: ClassNames) -> Motionformer:
+    """The config's model on the CPU, initialised from an image ViT when ``model.init`` says so."""
+    model = build_model_without_init(config, class_names)
+    if config.model.init:
+        report = init_from_image_vit(model, config.model.init)
+        log.info("initialised from image ViT %s: %s", config.model.init, report)
+    if config.model.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    return model
+
+
+def _resize_embedding(name: str, value: Tensor, target: Tensor, model: Motionformer) -> Tensor | None:
+    """A position (``pos_embed``) or time (``temp_embed``) table resized to ``target``'s shape, or None."""
+    if name == "temp_embed" and value.dim() == 3:
+        return resize_grid(value[0], (target.shape[1],))[None]
+    if name == "pos_embed" and value.dim() == 3 and model.pos_embed_mode.value == "separate":
+        old = round((value.shape[1] - 1) ** 0.5)
+        new = round((target.shape[1] - 1) ** 0.5)
+        if old * old == value.shape[1] - 1 and new * new == target.shape[1] - 1:
+            grid = resize_grid(value[0, 1:].view(old, old, -1), (new, new)).reshape(new * new, -1)
+            return torch.cat([value[0, :1], grid])[None]
+    return None
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """A state dict and what is known of it from a run's ``.pt``, our ``.safetensors`` or a released ``.pyth``."""
+    if is_training_checkpoint(path):
+        record = load_checkpoint(path)
+        return record["model"], {"config": record.get("config"), "class_names": record.get("class_names")}
+    model = from_checkpoint(path)
+    info = model.weights_info
+    return model.state_dict(), {"original_temporal_values": info.original_temporal_values,
+                                "class_names": info.class_names}
+
+
+def load_finetune(model: Motionformer, path: str | Path) -> dict[str, list[str]]:
+    """Start ``model`` from the weights in ``path``, keeping its own classifier where the classes differ.
+
+    Position and time embeddings of another size are resized; other tensors must match. Returns the names
+    {"loaded": [...], "resized": [...], "new": [...]} (new: left as initialised, e.g. a 174-class head on
+    Kinetics-400 weights).
+    """
+    state, meta = read_weights(path)
+    own = model.state_dict()
+    report: dict[str, list[str]] = {"loaded": [], "resized": [], "new": []}
+    heads = tuple(name for name in own if name.startswith("head"))
+    loaded: dict[str, Tensor] = {}
+    for name, target in own.items():
+        value = state.get(name)
+        if value is None:
+            report["new"].append(name)
+        elif value.shape == target.shape:
+            loaded[name] = value
+            report["loaded"].append(name)
+        elif name in heads:
+            report["new"].append(name)
+        elif (resized := _resize_embedding(name, value, target, model)) is not None:
+            loaded[name] = resized
+            report["resized"].append(name)
+        else:
+            raise ValueError(f"{path}: tensor {name!r} has shape {tuple(value.shape)}, the model's is "
+                             f"{tuple(target.shape)}: the checkpoint holds another architecture")
+    missing_body = [name for name in report["new"] if name not in heads]
+    if missing_body:
+        raise ValueError(f"{path}: no tensors for {', '.join(missing_body[:5])}"
+                         f"{' ...' if len(missing_body) > 5 else ''}: not weights of this architecture")
+    model.load_state_dict(loaded, strict=False)
+    if meta.get("original_temporal_values") and not model.architecture.get("original_temporal_values"):
+        log.warning("%s was trained with original_temporal_values=True (the released models' temporal-value quirk); "
+                    "to keep its behaviour set model.options.original_temporal_values=true", path)
+    log.info("fine-tuning from %s: %d tensors loaded, %d resized, new: %s", path, len(report["loaded"]),
+             len(report["resized"]), ", ".join(report["new"]) or "none")
+    return report
+
+
+def model_from_weights(path: str | Path) -> tuple[Motionformer, ClassNames, dict[str, Any]]:
+    """A model ready for inference from any checkpoint, its class names, and its input settings
+    (num_frames, sampling_rate, crop_size, mean, std, num_clips, num_crops)."""
+    if is_training_checkpoint(path):
+        record = load_checkpoint(path)
+        config = config_from_dict(record["config"], f"{path} (config)")
+        class_names = record.get("class_names")
+        model = build_model_without_init(config, class_names)
+        model.load_state_dict(record["model"])
+        spec = {"num_frames": config.data.num_frames or model.num_frames, "sampling_rate": config.data.sampling_rate,
+                "crop_size": config.data.crop_size or model.img_size, "mean": tuple(config.data.mean),
+                "std": tuple(config.data.std), "num_clips": config.eval.num_clips, "num_crops": config.eval.num_crops}
+        return model.eval(), class_names, spec
+    model = from_checkpoint(path)
+    info = model.weights_info
+    clips, crops = info.test_views or (1, 1)
+    spec = {"num_frames": info.num_frames, "sampling_rate": info.sampling_rate, "crop_size": info.img_size,
+            "mean": tuple(info.mean), "std": tuple(info.std), "num_clips": clips, "num_crops": crops}
+    return model, info.class_names, spec
+
+
+def build_model_without_init(config: Config, class_names: ClassNames) -> Motionformer:
+    """The config's architecture with fresh weights (no image-ViT initialisation): to load a checkpoint into."""
+    return create_model(config.model.name, drop_path_rate=config.model.drop_path_rate,
+                        **{**config.model.options, **classifier_arguments(config, class_names)})

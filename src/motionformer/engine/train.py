@@ -1,0 +1,559 @@
+"""Training: the paper's recipe on one process or many (DDP under torchrun), resumable to the bit.
+
+``train(config)`` builds everything from the config, resumes from ``output_dir/checkpoints/last.pt`` when it
+exists, and runs: AdamW (no weight decay on biases, norms, and position / time / class embeddings), the step or
+cosine schedule with optional warm-up (per optimizer step), label smoothing, optional mixup / cutmix, gradient
+accumulation up to ``train.effective_batch``, gradient clipping, mixed precision on GPUs. Each epoch ends with a
+validation (``eval.val_clips`` x ``eval.val_crops`` views) and a checkpoint; mid-epoch checkpoints are written every
+``train.checkpoint_every`` steps or ``train.checkpoint_minutes``. A resumed run replays the same data order,
+augmentations and random draws, so on the CPU its weights end bit-identical to an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import signal
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from motionformer.data.datasets.annotations import read_annotations
+from motionformer.data.loader import build_loader, set_epoch
+from motionformer.engine import RunError, distributed
+from motionformer.engine.build import (
+    annotation_path,
+    build_model,
+    build_split,
+    input_spec,
+    load_finetune,
+    prepare_synthetic,
+)
+from motionformer.engine.checkpoint import (
+    capture_rng,
+    load_checkpoint,
+    prune_epoch_checkpoints,
+    restore_rng,
+    save_checkpoint,
+)
+from motionformer.engine.config import Config, to_dict, to_yaml
+from motionformer.engine.evaluate import evaluate, run_test
+from motionformer.engine.metrics import format_metrics_table
+from motionformer.models.weights import WeightsInfo, _atomic_write, save_model
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RunError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingStopped(Exception):  # noqa: N818 (a signal, not a failure)
+    """Ctrl-C (SIGINT) or SIGTERM asked the run to stop; a checkpoint was written."""
+
+
+# ---------------------------------------------------------------------- pieces
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: ``weight_decay`` on weights, none on ``model.no_weight_decay()`` (biases, norms, embeddings)."""
+    skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if name in skip or param.dim() <= 1 else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_factor(step: int, *, steps_per_epoch: int, epochs: int, schedule: str, lr_steps: list[int], gamma: float,
+              warmup_epochs: float, min_ratio: float) -> float:
+    """The learning rate at optimizer step ``step`` as a multiple of the base rate.
+
+    Linear warm-up from 0 over ``warmup_epochs``, then ``schedule``: ``steps`` multiplies by ``gamma`` at each
+    epoch of ``lr_steps``; ``cosine`` falls from 1 to ``min_ratio`` over the epochs after the warm-up.
+    """
+    warmup = warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "steps":
+        epoch = step / steps_per_epoch
+        return gamma ** sum(epoch >= boundary for boundary in lr_steps)
+    total = epochs * steps_per_epoch
+    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None for fp32, whether a gradient scaler is needed)."""
+    if precision == "auto":
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return (torch.bfloat16 if bf16 else None), False
+    if precision == "fp32":
+        return None, False
+    if precision == "bf16":
+        return torch.bfloat16, False
+    if device.type != "cuda":
+        raise ValueError("train.precision=fp16 needs a GPU; on the CPU use fp32 or bf16")
+    return torch.float16, True
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def one_hot_targets(labels: Tensor, num_classes: int, smoothing: float) -> Tensor:
+    """Labels (B,) -> smoothed one-hot (B, K): 1 - smoothing + smoothing / K on the class, smoothing / K elsewhere."""
+    off = smoothing / num_classes
+    return torch.full((labels.shape[0], num_classes), off, device=labels.device).scatter_(
+        1, labels[:, None], 1.0 - smoothing + off)
+
+
+def mix_batch(video: Tensor, targets: dict[str, Tensor], mixup: float, cutmix: float
+              ) -> tuple[Tensor, dict[str, Tensor]]:
+    """Mixup or cutmix (one of them, chosen at random when both are on) of a clip batch (B, 3, T, H, W) with its
+    reversed order; soft ``targets`` (B, K) per head are mixed with the same weight. Draws from torch's generator.
+
+    Cutmix pastes one box of every frame (the same box through time) and uses its actual area as the weight.
+    """
+    use_cutmix = cutmix > 0 and (mixup <= 0 or bool(torch.rand(()) < 0.5))
+    alpha = cutmix if use_cutmix else mixup
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    other = video.flip(0)
+    if use_cutmix:
+        height, width = video.shape[-2:]
+        cut = math.sqrt(1.0 - lam)
+        box_h, box_w = int(height * cut), int(width * cut)
+        cy, cx = int(torch.randint(height, ())), int(torch.randint(width, ()))
+        top, bottom = max(cy - box_h // 2, 0), min(cy + box_h // 2, height)
+        left, right = max(cx - box_w // 2, 0), min(cx + box_w // 2, width)
+        video = video.clone()
+        video[..., top:bottom, left:right] = other[..., top:bottom, left:right]
+        lam = 1.0 - (bottom - top) * (right - left) / (height * width)
+    else:
+        video = lam * video + (1.0 - lam) * other
+    return video, {name: lam * t + (1.0 - lam) * t.flip(0) for name, t in targets.items()}
+
+
+def compute_loss(logits: Tensor | Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> Tensor:
+    """Cross-entropy with soft targets, summed over heads (one head is named ``""``)."""
+    if isinstance(logits, Tensor):
+        logits = {"": logits}
+    return sum(F.cross_entropy(logits[name].float(), targets[name]) for name in targets)
+
+
+def _head_labels(labels: Tensor | Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return dict(labels) if isinstance(labels, Mapping) else {"": labels}
+
+
+def _num_classes(model: nn.Module) -> dict[str, int]:
+    classes = distributed.unwrap(model).num_classes
+    return dict(classes) if isinstance(classes, Mapping) else {"": classes}
+
+
+@dataclasses.dataclass
+class Position:
+    """Where a run is: the next micro-batch ``batch`` of ``epoch``, after ``step`` optimizer steps."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+
+
+class _StopRequest:
+    """SIGINT / SIGTERM set a flag instead of raising, so the loop can stop at a clean point; a second Ctrl-C
+    raises KeyboardInterrupt as usual."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("stop requested (%s): writing a checkpoint at the next batch", signal.Signals(signum).name)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread
+                self._previous[signum] = signal.signal(signum, self._handle)
+        try:
+            yield
+        finally:
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
+
+
+class MetricsLog:
+    """``metrics.jsonl`` (one JSON object a line) and TensorBoard scalars when tensorboard is installed."""
+
+    def __init__(self, folder: Path, enabled: bool, resume_step: int | None):
+        self.path = folder / "metrics.jsonl"
+        self.enabled = enabled
+        self.writer = None
+        if not enabled:
+            return
+        if resume_step is not None and self.path.exists():
+            self._truncate_after(resume_step)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.debug("tensorboard is not installed: metrics go to %s only", self.path)
+        else:
+            self.writer = SummaryWriter(str(folder / "tensorboard"))
+
+    def _truncate_after(self, step: int) -> None:
+        """Drop lines written after ``step`` by a run that was then killed (they are about to be redone)."""
+        kept = [line for line in self.path.read_text().splitlines()
+                if line.strip() and _line_step(line) <= step]
+        _atomic_write(self.path, lambda temp: Path(temp).write_text("".join(f"{line}\n" for line in kept)))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as stream:
+            stream.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("step", "epoch"):
+                    self.writer.add_scalar(f"{record.get('kind', 'train')}/{key}", value, record.get("step", 0))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _line_step(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return 0
+
+
+OOM_ADVICE = ("out of GPU memory at data.batch_size={batch}. Options that help: a smaller data.batch_size with "
+              "train.effective_batch={effective} to keep the effective batch; model.grad_checkpointing=true; "
+              "train.precision=bf16 (or fp16); Orthoformer attention (model.options.approx=orthoformer).")
+
+
+# ---------------------------------------------------------------------- the run
+
+
+class Trainer:
+    """One training run; see the module docstring. ``run()`` returns the final metrics."""
+
+    def __init__(self, config: Config, context: distributed.DistributedContext, finetune: str | None = None):
+        self.config, self.context = config, context
+        self.output = Path(config.output_dir)
+        self.checkpoints = self.output / "checkpoints"
+        self.finetune = finetune or config.train.finetune
+        self.stop = _StopRequest()
+
+    # ------------------------------------------------------------ set-up
+
+    def _setup(self) -> None:
+        config, context = self.config, self.context
+        if context.is_main:
+            prepare_synthetic(config)
+        distributed.barrier()
+        torch.manual_seed(config.seed)  # the same initial weights in every process
+        # the training data first: a missing path fails here, before any weights are made
+        train_path = annotation_path(config, "train")
+        self.class_names = read_annotations(train_path, config.data.root, config.data.format,
+                                            frames=config.data.frames).class_names
+        self.val_enabled = config.train.eval_every > 0 or config.train.test_at_end
+        if self.val_enabled:
+            annotation_path(config, "val")
+            annotation_path(config, "test")
+        model = build_model(config, self.class_names)
+        if self.finetune:
+            load_finetune(model, self.finetune)
+        self.spec = input_spec(config, model)
+        self.train_set = build_split(config, "train", self.spec, training=True)
+        self.val_set = (build_split(config, "val", self.spec, training=False, num_clips=config.eval.val_clips,
+                                    num_crops=config.eval.val_crops)
+                        if config.train.eval_every > 0 else None)
+        self.model = model.to(context.device)
+        self.ddp_model = distributed.wrap(self.model, context)
+        self.autocast_dtype, use_scaler = resolve_precision(config.train.precision, context.device)
+        self.scaler = torch.amp.GradScaler(context.device.type, enabled=use_scaler)
+
+        batch = config.data.batch_size
+        per_step = batch * context.world_size
+        effective = config.train.effective_batch or per_step
+        if effective % per_step:
+            raise ValueError(f"train.effective_batch={effective} is not a multiple of data.batch_size x processes = "
+                             f"{batch} x {context.world_size} = {per_step}")
+        self.accumulation = effective // per_step
+        self.effective_batch = effective
+        self.loader = build_loader(self.train_set, batch, training=True, workers=config.data.workers,
+                                   seed=config.seed, distributed=context.distributed or None)
+        self.steps_per_epoch = len(self.loader) // self.accumulation
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{len(self.train_set)} training clips make no full step of train.effective_batch="
+                             f"{effective} clips ({context.world_size} processes x data.batch_size={batch} x "
+                             f"{self.accumulation} accumulated)")
+        train = config.train
+        self.optimizer = torch.optim.AdamW(parameter_groups(self.model, train.weight_decay), lr=train.lr)
+        schedule = dict(steps_per_epoch=self.steps_per_epoch, epochs=train.epochs, schedule=train.schedule,
+                        lr_steps=list(train.lr_steps), gamma=train.lr_gamma, warmup_epochs=train.warmup_epochs,
+                        min_ratio=train.min_lr / train.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(step, **schedule))
+        self.position = Position()
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self._resume()
+        # each process draws its own drop-path and mixup randomness from here on
+        if self.position.step == 0 and self.position.epoch == 0 and self.position.batch == 0:
+            torch.manual_seed(config.seed + 1000 * context.rank + 1)
+        self.metrics = MetricsLog(self.output, context.is_main,
+                                  self.position.step if self._resumed else None)
+
+    def _resume(self) -> None:
+        last = self.checkpoints / "last.pt"
+        self._resumed = last.exists()
+        if not self._resumed:
+            return
+        record = load_checkpoint(last)
+        saved = record.get("config", {})
+        if saved.get("model") != to_dict(self.config)["model"]:
+            raise ValueError(f"{last} was written with another model config than this run's; use another "
+                             "output_dir, or delete the checkpoint to start over")
+        self.model.load_state_dict(record["model"])
+        self.optimizer.load_state_dict(record["optimizer"])
+        self.scheduler.load_state_dict(record["scheduler"])
+        self.scaler.load_state_dict(record["scaler"])
+        self.position = Position(epoch=record["epoch"], batch=record["batch"], step=record["step"])
+        self.best, self.best_epoch = record.get("best"), record.get("best_epoch")
+        rng = record["rng"]
+        restore_rng(rng[self.context.rank] if isinstance(rng, list) and self.context.rank < len(rng) else rng)
+        if isinstance(rng, list) and len(rng) != self.context.world_size:
+            log.warning("%s was written by %d processes, this run has %d: random draws differ from an "
+                        "uninterrupted run", last, len(rng), self.context.world_size)
+        log.info("resuming from %s: epoch %d, batch %d, step %d", last, self.position.epoch, self.position.batch,
+                 self.position.step)
+
+    # ------------------------------------------------------------ checkpoints
+
+    def _state(self, rng: Any) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "epoch": self.position.epoch, "batch": self.position.batch, "step": self.position.step,
+            "rng": rng, "best": self.best, "best_epoch": self.best_epoch, "config": to_dict(self.config),
+            "class_names": self.class_names,
+        }
+
+    def _save(self, rng: Any, *, epoch_end: bool = False, best: bool = False) -> None:
+        """Write last.pt (and epoch / best copies) on the main process; ``rng`` is every process's generators."""
+        rng = distributed.all_gather_objects(rng) if self.context.distributed else rng
+        if not self.context.is_main:
+            return
+        state = self._state(rng)
+        save_checkpoint(self.checkpoints / "last.pt", state)
+        if epoch_end and self.config.train.keep_last > 0:
+            save_checkpoint(self.checkpoints / f"epoch-{self.position.epoch:04d}.pt", state)
+            prune_epoch_checkpoints(self.checkpoints, self.config.train.keep_last)
+        if best:
+            save_checkpoint(self.checkpoints / "best.pt", state)
+        self._last_save = time.monotonic()
+
+    # ------------------------------------------------------------ the loop
+
+    def _micro_batches(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """The rest of this epoch's micro-batches (those of whole optimizer steps), with their index."""
+        usable = self.steps_per_epoch * self.accumulation
+        set_epoch(self.loader, self.position.epoch, self.position.batch)
+        for index, batch in enumerate(self.loader, start=self.position.batch):
+            if index >= usable:
+                break
+            yield index, batch
+
+    def _forward_backward(self, batch: dict[str, Any], sync: bool) -> tuple[float, bool]:
+        """One micro-batch; returns (its loss, whether any process asked to stop). Raises on a non-finite loss
+        before the backward pass, so the weights stay as they were."""
+        device, train = self.context.device, self.config.train
+        video = batch["video"].to(device, non_blocking=True)
+        labels = {name: value.to(device) for name, value in _head_labels(batch["label"]).items()}
+        classes = _num_classes(self.ddp_model)
+        targets = {name: one_hot_targets(labels[name], classes[name], train.label_smoothing) for name in labels}
+        if train.mixup > 0 or train.cutmix > 0:
+            video, targets = mix_batch(video, targets, train.mixup, train.cutmix)
+        with autocast(device, self.autocast_dtype):
+            logits = self.ddp_model(video)
+        loss = compute_loss(logits if isinstance(logits, Mapping) else {"": logits}, targets)
+        status = torch.stack([loss.detach().float(), torch.tensor(float(self.stop.requested), device=device)])
+        status = distributed.all_reduce_sum(status)
+        if not torch.isfinite(status[0]):
+            raise NonFiniteLossError(
+                f"the loss became {float(status[0]):g} at epoch {self.position.epoch}, step {self.position.step}; "
+                f"training stopped and {self.checkpoints / 'last.pt'} (the last good state) was kept. Try a lower "
+                "train.lr, train.clip_grad=1.0, or train.precision=fp32")
+        with distributed.maybe_no_sync(self.ddp_model, sync):
+            self.scaler.scale(loss / self.accumulation).backward()
+        return float(status[0]) / self.context.world_size, bool(status[1] > 0)
+
+    def _optimizer_step(self) -> float:
+        self.scaler.unscale_(self.optimizer)
+        norm = float("nan")
+        if self.config.train.clip_grad:
+            norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.clip_grad))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return norm
+
+    def _train_epoch(self) -> None:
+        config, position = self.config, self.position
+        total = self.steps_per_epoch * self.accumulation
+        clips_per_batch = config.data.batch_size * self.context.world_size
+        bar = tqdm(total=total * clips_per_batch, initial=position.batch * clips_per_batch, unit="clip",
+                   desc=f"epoch {position.epoch + 1}/{config.train.epochs}", disable=not self.context.is_main,
+                   dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0, leave=False)
+        boundary_rng = capture_rng()
+        losses: list[float] = []
+        started, clips = time.monotonic(), 0
+        self.ddp_model.train()
+        try:
+            for index, batch in self._micro_batches():
+                sync = (index + 1) % self.accumulation == 0
+                loss, stop = self._forward_backward(batch, sync)
+                if stop:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self._save(boundary_rng)
+                    raise TrainingStopped(f"stopped at epoch {position.epoch}, batch {position.batch}; run the same "
+                                          "command again to resume")
+                losses.append(loss)
+                clips += clips_per_batch
+                bar.update(clips_per_batch)
+                if not sync:
+                    continue
+                self._optimizer_step()
+                position.batch, position.step = index + 1, position.step + 1
+                boundary_rng = capture_rng()
+                lr = self.optimizer.param_groups[0]["lr"]
+                step_loss = sum(losses[-self.accumulation:]) / self.accumulation
+                bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}", refresh=False)
+                if position.step % config.train.log_every == 0:
+                    seconds = time.monotonic() - started
+                    self.metrics.write({"kind": "train", "epoch": position.epoch, "step": position.step,
+                                        "loss": sum(losses) / len(losses), "lr": lr,
+                                        "clips_per_s": clips / max(seconds, 1e-9)})
+                    losses.clear()
+                if config.train.max_steps is not None and position.step >= config.train.max_steps:
+                    break
+                every = config.train.checkpoint_every
+                due = time.monotonic() - self._last_save >= 60 * config.train.checkpoint_minutes
+                if (every and position.step % every == 0) or due:
+                    self._save(boundary_rng)
+        except torch.OutOfMemoryError as error:
+            raise RunError(OOM_ADVICE.format(batch=config.data.batch_size, effective=self.effective_batch)
+                               ) from error
+        finally:
+            bar.close()
+        self._epoch_seconds = time.monotonic() - started
+        self._epoch_clips = clips
+
+    def _validate(self) -> dict[str, float]:
+        loader = build_loader(self.val_set, self.config.eval.batch_size or self.config.data.batch_size,
+                              training=False, workers=self.config.data.workers, seed=self.config.seed,
+                              distributed=self.context.distributed or None, persistent_workers=False)
+        metrics, _ = evaluate(self.ddp_model, loader, self.context, self.autocast_dtype,
+                              desc=f"val {self.position.epoch + 1}")
+        return metrics
+
+    def run(self) -> dict[str, Any]:
+        started = time.monotonic()
+        self._setup()
+        config, position = self.config, self.position
+        if self.context.is_main:
+            self.output.mkdir(parents=True, exist_ok=True)
+            _atomic_write(self.output / "config.yaml", lambda temp: Path(temp).write_text(to_yaml(config)))
+        self._last_save = time.monotonic()
+        log.info("training %s: %d clips, %d steps/epoch x %d epochs (effective batch %d = %d processes x %d clips x "
+                 "%d accumulated) on %s", config.model.name, len(self.train_set), self.steps_per_epoch,
+                 config.train.epochs, self.effective_batch, self.context.world_size, config.data.batch_size,
+                 self.accumulation, self.context.device)
+        summary: dict[str, Any] = {}
+        with self.stop.installed():
+            while position.epoch < config.train.epochs and not self._max_steps_reached():
+                self._train_epoch()
+                if self._max_steps_reached() and position.batch < self.steps_per_epoch * self.accumulation:
+                    self._save(capture_rng())
+                    break
+                record: dict[str, Any] = {"kind": "epoch", "epoch": position.epoch, "step": position.step,
+                                          "seconds": self._epoch_seconds,
+                                          "clips_per_s": self._epoch_clips / max(self._epoch_seconds, 1e-9)}
+                is_best = False
+                last_epoch = position.epoch + 1 == config.train.epochs
+                if self.val_set is not None and ((position.epoch + 1) % config.train.eval_every == 0 or last_epoch):
+                    metrics = self._validate()
+                    record.update({f"val_{key}": value for key, value in metrics.items()})
+                    top1 = metrics.get("top1", metrics.get("action_top1"))
+                    if top1 is not None and (self.best is None or top1 > self.best):
+                        self.best, self.best_epoch, is_best = top1, position.epoch + 1, True
+                    log.info("epoch %d: %s", position.epoch + 1,
+                             ", ".join(f"val {k} {v:.2f}" for k, v in metrics.items()))
+                self.metrics.write(record)
+                position.epoch, position.batch = position.epoch + 1, 0
+                self._save(capture_rng(), epoch_end=True, best=is_best)
+        summary["train_seconds"] = time.monotonic() - started
+        summary.update(epochs=position.epoch, steps=position.step, best_val_top1=self.best,
+                       best_epoch=self.best_epoch)
+        weights = self._export()
+        if config.train.test_at_end and self.val_enabled:
+            test_metrics = run_test(config, context=self.context, model=self.model, class_names=self.class_names,
+                                    spec=self.spec)
+            summary.update({f"test_{key}": value for key, value in test_metrics.items()})
+        if self.context.is_main:
+            summary["weights"] = str(weights)
+            self.metrics.write({"kind": "summary", "step": position.step, **summary})
+            log.info("\n%s", format_metrics_table({k: v for k, v in summary.items() if v is not None}))
+        self.metrics.close()
+        return summary
+
+    def _max_steps_reached(self) -> bool:
+        limit = self.config.train.max_steps
+        return limit is not None and self.position.step >= limit
+
+    def _export(self) -> Path | None:
+        """Load the best weights (if validated) into the model and write ``output_dir/model.safetensors/.json``."""
+        best = self.checkpoints / "best.pt"
+        if best.exists():
+            distributed.barrier()
+            self.model.load_state_dict(load_checkpoint(best)["model"])
+        if not self.context.is_main:
+            return None
+        config, spec = self.config, self.spec
+        recipe = config.data.recipe or config.data.format
+        info = WeightsInfo(source=f"motionformer training run ({config.model.name})",
+                           architecture=self.model.architecture, img_size=spec["crop_size"],
+                           num_frames=spec["num_frames"], sampling_rate=config.data.sampling_rate,
+                           mean=tuple(spec["mean"]), std=tuple(spec["std"]), dataset=recipe,
+                           class_names=self.class_names, test_views=(config.eval.num_clips, config.eval.num_crops))
+        weights, _ = save_model(self.model, self.output / "model", info)
+        return weights
+
+
+def train(config: Config, finetune: str | None = None) -> dict[str, Any]:
+    """Train as ``config`` says (see the module docstring); under torchrun, in every process."""
+    context = distributed.setup(config.train.device)
+    if not context.is_main:
+        logging.getLogger("motionformer").setLevel(logging.WARNING)
+    try:
+        return Trainer(config, context, finetune).run()
+    finally:
+        distributed.cleanup()
