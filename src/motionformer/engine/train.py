@@ -471,7 +471,7 @@ class Trainer:
         loader = build_loader(self.val_set, self.config.eval.batch_size or self.config.data.batch_size,
                               training=False, workers=self.config.data.workers, seed=self.config.seed,
                               distributed=self.context.distributed or None, persistent_workers=False)
-        metrics, _ = evaluate(self.ddp_model, loader, self.context, self.autocast_dtype,
+        metrics, _ = evaluate(self.model, loader, self.context, self.autocast_dtype,
                               desc=f"val {self.position.epoch + 1}")
         return metrics
 
