@@ -26,7 +26,7 @@ def _data_synthetic(args: argparse.Namespace) -> int:
     from motionformer.data.synthetic import generate
 
     summary = generate(args.dir, num_videos=args.num_videos, size=args.size, frames=args.frames, seed=args.seed,
-                       fps=args.fps, camera_pan=args.camera_pan, workers=args.workers)
+                       fps=args.fps, camera_pan=args.camera_pan, plain=args.plain, workers=args.workers)
     print(f"{summary.num_train} train + {summary.num_val} val videos in {summary.root} "
           f"({summary.num_written} written, {summary.seconds:.1f} s)")
     return 0
@@ -191,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--seed", type=int, default=0, help="random seed")
     synthetic.add_argument("--camera-pan", action="store_true",
                            help="pan the camera: the class is the object's motion relative to the scene")
+    synthetic.add_argument("--plain", action="store_true",
+                           help="white objects on a black background: an easier variant (the demo's)")
     synthetic.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
     synthetic.set_defaults(run=_data_synthetic)
 

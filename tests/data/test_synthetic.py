@@ -300,3 +300,14 @@ def test_data_synthetic_command(tmp_path, capsys):
     assert len((tmp_path / "d" / "train.csv").read_text().splitlines()) == 40
     assert main(["data", "synthetic", str(tmp_path / "e"), "--num-videos", "7"]) == 2
     assert "error" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["moving right", "approaching"])
+def test_plain_clips_are_white_on_black_with_the_same_motion(name):
+    plain, plain_path = render_clip(name, num_frames=FRAMES, size=SIZE, rng=3, plain=True, return_trajectory=True)
+    _, textured_path = render_clip(name, num_frames=FRAMES, size=SIZE, rng=3, return_trajectory=True)
+    np.testing.assert_array_equal(plain_path.mask, textured_path.mask)
+    np.testing.assert_array_equal(plain_path.position, textured_path.position)
+    assert np.all(plain[..., 0] == plain[..., 1]) and np.all(plain[..., 1] == plain[..., 2])  # grey
+    assert np.all(plain[plain_path.mask == 0] == 0)  # black wherever the object is not
+    assert np.all(plain[plain_path.mask == 1] == 255)  # white where it fully covers a pixel

@@ -5,7 +5,8 @@ PySlowFast reads them), so the whole pipeline runs without a download. Each clip
 textured background, moving in one of the ways named in ``MOTION_CLASSES``. Shape, colours, texture, size, position,
 orientation, speed, spin and zoom rate, and the background are drawn from the same distributions for every class.
 With ``camera_pan`` the camera also pans at a random velocity, and the class is the object's motion relative to the
-scene, not on the screen.
+scene, not on the screen. With ``plain`` the object is white on a black background (same shapes, sizes and motions):
+an easier variant, learnt from scratch in minutes on a CPU (the ``motionformer demo`` data).
 
 Why a classifier that sees a single frame is at chance. The scene lives on a torus: the frame wraps around (an object
 leaving on the right re-enters on the left) and the background is periodic. Then, class by class:
@@ -275,12 +276,13 @@ def _draw_background(size: int, rng: np.random.Generator) -> Callable[[np.ndarra
 
 @overload
 def render_clip(label: int | str, *, num_frames: int = ..., size: int = ..., rng: np.random.Generator | int,
-                camera_pan: bool = ..., return_trajectory: Literal[False] = ...) -> np.ndarray: ...
+                camera_pan: bool = ..., plain: bool = ..., return_trajectory: Literal[False] = ...) -> np.ndarray: ...
 @overload
 def render_clip(label: int | str, *, num_frames: int = ..., size: int = ..., rng: np.random.Generator | int,
-                camera_pan: bool = ..., return_trajectory: Literal[True]) -> tuple[np.ndarray, Trajectory]: ...
+                camera_pan: bool = ..., plain: bool = ..., return_trajectory: Literal[True]
+                ) -> tuple[np.ndarray, Trajectory]: ...
 def render_clip(label: int | str, *, num_frames: int = 16, size: int = 64, rng: np.random.Generator | int,
-                camera_pan: bool = False,
+                camera_pan: bool = False, plain: bool = False,
                 return_trajectory: bool = False) -> np.ndarray | tuple[np.ndarray, Trajectory]:
     """Render one clip of a motion class (an index into ``MOTION_CLASSES`` or its name) as (F, H, W, 3) uint8 RGB.
 
@@ -303,6 +305,14 @@ def render_clip(label: int | str, *, num_frames: int = 16, size: int = 64, rng: 
     pan_speed = rng.uniform(*_PAN_SPEED) * size
     shape, object_colour, outline = _draw_object(rng)
     background = _draw_background(size, rng)
+    if plain:  # the same draws as above, then white on black
+        outline = np.ones(3)
+
+        def object_colour(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+            return np.ones((*u.shape, 3))
+
+        def background(camera: np.ndarray) -> np.ndarray:
+            return np.zeros((len(camera), size, size, 3))
 
     time_from_middle = np.arange(num_frames) - (num_frames - 1) / 2  # (F,), t - c in the module docstring
     travel = (num_frames - 1) / 2 - np.abs(time_from_middle) if motion.out_and_back else time_from_middle
@@ -368,10 +378,10 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
 
 
 def _make_video(job: tuple[int, int], *, root: Path, seed: int, num_frames: int, size: int, fps: int,
-                camera_pan: bool) -> None:
+                camera_pan: bool, plain: bool) -> None:
     label, index = job
     rng = np.random.default_rng([seed, label, index])
-    frames = render_clip(label, num_frames=num_frames, size=size, rng=rng, camera_pan=camera_pan)
+    frames = render_clip(label, num_frames=num_frames, size=size, rng=rng, camera_pan=camera_pan, plain=plain)
     _write_mp4(root / _video_path(label, index), frames, fps)
 
 
@@ -402,7 +412,7 @@ def _remove_stale_videos(root: Path, keep: Iterable[str]) -> None:
 
 
 def generate(root: str | os.PathLike, *, num_videos: int = 1000, size: int = 64, frames: int = 16, seed: int = 0,
-             fps: int = 30, camera_pan: bool = False, val_fraction: float = 0.2,
+             fps: int = 30, camera_pan: bool = False, plain: bool = False, val_fraction: float = 0.2,
              workers: int | None = None) -> SyntheticSummary:
     """Write a synthetic motion dataset under ``root``: videos, ``train.csv``, ``val.csv``, ``classes.txt``.
 
@@ -444,7 +454,7 @@ def generate(root: str | os.PathLike, *, num_videos: int = 1000, size: int = 64,
     listed = [_video_path(label, index) for jobs in splits.values() for label, index in jobs]
     meta = {"generator": __name__, "format_version": _FORMAT_VERSION, "classes": list(MOTION_CLASSES),
             "num_videos": num_videos, "size": size, "frames": frames, "seed": seed, "fps": fps,
-            "camera_pan": camera_pan, "val_fraction": val_fraction}
+            "camera_pan": camera_pan, "plain": plain, "val_fraction": val_fraction}
     csv_paths = [root / "val.csv", root / "train.csv"]
     same_run = _read_json(root / "meta.json") == meta
     expected = [root / "classes.txt", *csv_paths, *(root / path for path in listed)]
@@ -464,7 +474,8 @@ def generate(root: str | os.PathLike, *, num_videos: int = 1000, size: int = 64,
         (root / "videos" / _slug(name)).mkdir(parents=True, exist_ok=True)
     jobs = [(label, index) for split in splits.values() for label, index in split
             if not (root / _video_path(label, index)).is_file()]
-    make = partial(_make_video, root=root, seed=seed, num_frames=frames, size=size, fps=fps, camera_pan=camera_pan)
+    make = partial(_make_video, root=root, seed=seed, num_frames=frames, size=size, fps=fps, camera_pan=camera_pan,
+                   plain=plain)
     logger.info("rendering %d synthetic videos into %s with %d worker(s)", len(jobs), root, workers)
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:

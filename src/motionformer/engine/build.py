@@ -51,7 +51,7 @@ def prepare_synthetic(config: Config) -> None:
     if data.root is None:
         raise ValueError("data.synthetic_videos > 0 needs data.root: the folder to generate the videos in")
     summary = generate(data.root, num_videos=data.synthetic_videos, size=data.synthetic_size,
-                       frames=data.synthetic_frames, seed=config.seed)
+                       frames=data.synthetic_frames, plain=data.synthetic_plain, seed=config.seed)
     if summary.num_written:
         log.info("generated %d synthetic videos in %s (%.1f s)", summary.num_written, summary.root, summary.seconds)
 

@@ -64,6 +64,7 @@ class DataConfig:
     synthetic_videos: int = 0  # > 0: generate the synthetic motion dataset at root if it is not there
     synthetic_size: int = 64
     synthetic_frames: int = 16
+    synthetic_plain: bool = False  # white objects on black: the easier variant
 
 
 @dataclasses.dataclass
