@@ -138,3 +138,20 @@ def test_mixup_and_cutmix_mix_clips_and_targets_alike():
     share = float(cut[0].mean())  # the pasted fraction of the first clip
     assert soft[""][0, 1] == pytest.approx(share) and torch.allclose(soft[""].sum(1), torch.ones(2))
     assert torch.equal(cut[0, :, 0], cut[0, :, 1])  # the same box in every frame
+
+
+def test_out_of_memory_names_the_options_that_help(tiny_data, tmp_path, monkeypatch):
+    from motionformer.engine import RunError
+
+    def no_memory(logits, targets):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(train_module, "compute_loss", no_memory)
+    config = load_config("synthetic-tiny", tiny_overrides(tiny_data, tmp_path / "run", "train.effective_batch=8"))
+    with pytest.raises(RunError, match=r"data.batch_size=4\. .*train.effective_batch=8.*model.grad_checkpointing=true"):
+        train(config)
+
+
+def test_tensorboard_scalars_when_installed(trained_run: Path):
+    pytest.importorskip("tensorboard")
+    assert list((trained_run / "tensorboard").glob("events.out.tfevents.*"))
