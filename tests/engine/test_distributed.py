@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -19,9 +20,14 @@ pytestmark = pytest.mark.slow
 
 def test_two_process_gloo_run_trains_tests_and_writes_once(tiny_data, tmp_path):
     output = tmp_path / "ddp"
+    # 9 test videos x 1 clip: the two shards are padded to 5 items each, and the repeat must count once
+    lines = (tiny_data / "val.csv").read_text().splitlines()[:9]
+    (tmp_path / "test.csv").write_text("".join(f"{tiny_data / line.split()[0]} {line.split()[1]}\n" for line in lines))
+    shutil.copy(tiny_data / "classes.txt", tmp_path / "classes.txt")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
                "motionformer", "train", "synthetic-tiny",
-               *tiny_overrides(tiny_data, output, "data.batch_size=2", "train.effective_batch=8")]
+               *tiny_overrides(tiny_data, output, "data.batch_size=2", "train.effective_batch=8",
+                              f"data.test={tmp_path / 'test.csv'}", "eval.num_clips=1", "train.checkpoint_minutes=0")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-4000:]
@@ -33,6 +39,6 @@ def test_two_process_gloo_run_trains_tests_and_writes_once(tiny_data, tmp_path):
     assert [r["kind"] for r in records].count("epoch") == 2  # written by one process only
     with open(output / "predictions.csv") as stream:
         rows = list(csv.DictReader(stream))
-    assert len(rows) == 10 and len({row["video"] for row in rows}) == 10  # every val video once, both shards
+    assert len(rows) == 9 and len({row["video"] for row in rows}) == 9  # every test video once, both shards
     metrics = json.loads((output / "test_metrics.json").read_text())
-    assert metrics["videos"] == 10 and metrics["videos_missing"] == 0
+    assert metrics["videos"] == 9 and metrics["videos_missing"] == 0

@@ -118,6 +118,14 @@ def broadcast_object(value: Any) -> Any:
     return holder[0]
 
 
+def broadcast_tensors(tensors: list[Tensor]) -> None:
+    """Overwrite ``tensors`` in every process with the main process's values (in place)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for tensor in tensors:
+        dist.broadcast(tensor, src=0)
+
+
 def wrap(model: nn.Module, context: DistributedContext) -> nn.Module:
     """``model`` in DistributedDataParallel when there are several processes, else as it is."""
     if not context.distributed:

@@ -381,9 +381,10 @@ class Trainer:
                 break
             yield index, batch
 
-    def _forward_backward(self, batch: dict[str, Any], sync: bool) -> tuple[float, bool]:
-        """One micro-batch; returns (its loss, whether any process asked to stop). Raises on a non-finite loss
-        before the backward pass, so the weights stay as they were."""
+    def _forward_backward(self, batch: dict[str, Any], sync: bool) -> tuple[float, bool, bool]:
+        """One micro-batch; returns (its loss, whether any process asked to stop, whether the main process's clock
+        says a checkpoint is due). Raises on a non-finite loss before the backward pass, so the weights stay as
+        they were. The flags travel in one all-reduce, so every process takes the same decisions."""
         device, train = self.context.device, self.config.train
         video = batch["video"].to(device, non_blocking=True)
         labels = {name: value.to(device) for name, value in _head_labels(batch["label"]).items()}
@@ -394,7 +395,9 @@ class Trainer:
         with autocast(device, self.autocast_dtype):
             logits = self.ddp_model(video)
         loss = compute_loss(logits if isinstance(logits, Mapping) else {"": logits}, targets)
-        status = torch.stack([loss.detach().float(), torch.tensor(float(self.stop.requested), device=device)])
+        due = self.context.is_main and time.monotonic() - self._last_save >= 60 * train.checkpoint_minutes
+        flags = torch.tensor([float(self.stop.requested), float(due)], device=device)
+        status = torch.cat([loss.detach().float()[None], flags])
         status = distributed.all_reduce_sum(status)
         if not torch.isfinite(status[0]):
             raise NonFiniteLossError(
@@ -403,7 +406,7 @@ class Trainer:
                 "train.lr, train.clip_grad=1.0, or train.precision=fp32")
         with distributed.maybe_no_sync(self.ddp_model, sync):
             self.scaler.scale(loss / self.accumulation).backward()
-        return float(status[0]) / self.context.world_size, bool(status[1] > 0)
+        return float(status[0]) / self.context.world_size, bool(status[1] > 0), bool(status[2] > 0)
 
     def _optimizer_step(self) -> float:
         self.scaler.unscale_(self.optimizer)
@@ -430,7 +433,7 @@ class Trainer:
         try:
             for index, batch in self._micro_batches():
                 sync = (index + 1) % self.accumulation == 0
-                loss, stop = self._forward_backward(batch, sync)
+                loss, stop, due = self._forward_backward(batch, sync)
                 if stop:
                     self.optimizer.zero_grad(set_to_none=True)
                     self._save(boundary_rng)
@@ -456,7 +459,6 @@ class Trainer:
                 if config.train.max_steps is not None and position.step >= config.train.max_steps:
                     break
                 every = config.train.checkpoint_every
-                due = time.monotonic() - self._last_save >= 60 * config.train.checkpoint_minutes
                 if (every and position.step % every == 0) or due:
                     self._save(boundary_rng)
         except torch.OutOfMemoryError as error:
@@ -532,9 +534,10 @@ class Trainer:
     def _export(self) -> Path | None:
         """Load the best weights (if validated) into the model and write ``output_dir/model.safetensors/.json``."""
         best = self.checkpoints / "best.pt"
-        if best.exists():
-            distributed.barrier()
-            self.model.load_state_dict(load_checkpoint(best)["model"])
+        if distributed.broadcast_object(self.context.is_main and best.exists()):
+            if self.context.is_main:  # other processes may not see the main process's files: it sends them
+                self.model.load_state_dict(load_checkpoint(best)["model"])
+            distributed.broadcast_tensors(list(self.model.state_dict().values()))
         if not self.context.is_main:
             return None
         config, spec = self.config, self.spec
