@@ -76,6 +76,17 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _visualize(args: argparse.Namespace) -> int:
+    from motionformer.analysis import attention_maps, parse_point, save_attention_pictures
+
+    x, y, frame = parse_point(args.point)
+    result = attention_maps(args.video, args.checkpoint, (x, y), frame=frame, layer=args.layer, head=args.head,
+                            device=args.device)
+    for path in save_attention_pictures(result, args.out):
+        print(path)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from motionformer.engine.demo import run_demo
 
@@ -150,6 +161,24 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top-k", type=int, default=5, help="classes to show")
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     predict.set_defaults(run=_predict)
+
+    visualize = commands.add_parser(
+        "visualize", help="trajectory attention of one query point over every frame (the paper's Fig. 4)",
+        description="Draw the attention that the token at one point pays to every frame (eq. 4: a softmax over "
+                    "each frame's patches) in one layer, over the checkpoint's centred test view of VIDEO. Writes "
+                    "DIR/VIDEO_attention.png (a grid of all frames), .gif (animated) and .html (one page with "
+                    "both, the query, layer, head and the top-5 prediction) and prints their paths.")
+    visualize.add_argument("video", metavar="VIDEO", help="a video file")
+    visualize.add_argument("--checkpoint", required=True, help="weights: a run's .pt, a .safetensors, a .pyth")
+    visualize.add_argument("--point", required=True, metavar="X,Y[,T]",
+                           help="the query: X, Y in pixels of the model's input crop (0..crop_size-1, after the "
+                                "short side is resized to crop_size and the centre crop taken), T an input frame "
+                                "of the clip (default: the middle one)")
+    visualize.add_argument("--layer", type=int, default=-1, help="block whose attention to draw (default -1: the last)")
+    visualize.add_argument("--head", type=int, default=None, help="attention head to draw (default: the mean of all)")
+    visualize.add_argument("--out", default=".", metavar="DIR", help="output folder (default: the current one)")
+    visualize.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    visualize.set_defaults(run=_visualize)
 
     config = commands.add_parser("config", help="presets and resolved configs").add_subparsers(
         dest="config_command", required=True, metavar="CONFIG_COMMAND")

@@ -10,8 +10,8 @@ from motionformer.cli import build_parser, main
 
 from .conftest import TINY_MODEL, run_cli, tiny_overrides
 
-COMMANDS = [[], ["demo"], ["train"], ["test"], ["predict"], ["config"], ["config", "show"], ["config", "list"],
-            ["flops"], ["convert"], ["data"], ["data", "synthetic"], ["data", "check"]]
+COMMANDS = [[], ["demo"], ["train"], ["test"], ["predict"], ["visualize"], ["config"], ["config", "show"],
+            ["config", "list"], ["flops"], ["convert"], ["data"], ["data", "synthetic"], ["data", "check"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "motionformer")
