@@ -311,3 +311,11 @@ def test_plain_clips_are_white_on_black_with_the_same_motion(name):
     assert np.all(plain[..., 0] == plain[..., 1]) and np.all(plain[..., 1] == plain[..., 2])  # grey
     assert np.all(plain[plain_path.mask == 0] == 0)  # black wherever the object is not
     assert np.all(plain[plain_path.mask == 1] == 255)  # white where it fully covers a pixel
+
+
+def test_plain_with_camera_pan_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="camera_pan needs the textured background"):
+        render_clip("moving left", rng=0, plain=True, camera_pan=True)
+    with pytest.raises(ValueError, match="camera_pan needs the textured background"):
+        generate(tmp_path, num_videos=10, size=32, frames=8, plain=True, camera_pan=True)
+    assert not any(tmp_path.iterdir())

@@ -188,6 +188,12 @@ def _check_geometry(num_frames: int, size: int) -> None:
         raise ValueError(f"size={size}: expected an even number of pixels, at least 16 (H.264 4:2:0 needs even sizes)")
 
 
+def _check_plain(plain: bool, camera_pan: bool) -> None:
+    if plain and camera_pan:
+        raise ValueError("camera_pan needs the textured background: on plain black the pan is invisible, so the "
+                         "motion relative to the scene (the class) could not be seen")
+
+
 def _shape_distance(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Signed distance, in units of the circumradius, from object coordinates (u, v) to a shape of circumradius 1.
 
@@ -292,6 +298,7 @@ def render_clip(label: int | str, *, num_frames: int = 16, size: int = 64, rng: 
     """
     motion = _MOTIONS[MOTION_CLASSES[_label_index(label)]]
     _check_geometry(num_frames, size)
+    _check_plain(plain, camera_pan)
     rng = np.random.default_rng(rng)
 
     middle = rng.uniform(0.0, size, 2)  # (x, y) scene position at the middle frame (at both ends for out-and-back)
@@ -430,6 +437,7 @@ def generate(root: str | os.PathLike, *, num_videos: int = 1000, size: int = 64,
     """
     num_classes = len(MOTION_CLASSES)
     _check_geometry(frames, size)
+    _check_plain(plain, camera_pan)
     if num_videos <= 0 or num_videos % num_classes:
         lower = max(num_classes, num_videos // num_classes * num_classes)
         raise ValueError(f"num_videos={num_videos} must be a positive multiple of the {num_classes} classes, "
