@@ -34,7 +34,7 @@ from motionformer.engine.build import model_from_weights
 from motionformer.engine.distributed import resolve_device
 from motionformer.engine.evaluate import predict
 from motionformer.models.motionformer import AttentionType
-from motionformer.models.weights import _atomic_write
+from motionformer.models.weights import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -297,6 +297,6 @@ def save_attention_pictures(result: AttentionMaps, output_dir: str | os.PathLike
     page = html_page(result, png, gif)
     paths = [output / f"{stem}.png", output / f"{stem}.gif", output / f"{stem}.html"]
     for path, data in zip(paths, (png, gif, page.encode("utf-8")), strict=True):
-        _atomic_write(path, lambda temp, data=data: Path(temp).write_bytes(data))
+        atomic_write(path, lambda temp, data=data: Path(temp).write_bytes(data))
     log.info("wrote %s", ", ".join(str(path) for path in paths))
     return paths

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from motionformer.models.weights import _atomic_write
+from motionformer.models.weights import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
     """Write ``state`` (see the module docstring) atomically to ``path``."""
     path = Path(path)
     record = {"format": FORMAT, **state}
-    _atomic_write(path, lambda temp: torch.save(record, temp))
+    atomic_write(path, lambda temp: torch.save(record, temp))
     return path
 
 

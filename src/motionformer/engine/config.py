@@ -32,7 +32,7 @@ class ModelConfig:
     num_classes: int | None = None  # None: the number of classes the training data names
     heads: dict[str, int] | None = None  # several classifiers, e.g. {verb: 97, noun: 300}; None: from the data
     drop_path_rate: float = 0.2
-    init: str | None = None  # image ViT weights (.npz / .pth / .safetensors) for the 2D -> 3D initialisation
+    init: str | None = None  # image ViT weights (a .safetensors or torch.save file of timm ViT keys) for 2D -> 3D
     grad_checkpointing: bool = False
     options: dict[str, Any] = dataclasses.field(default_factory=dict)  # more create_model keyword arguments
 

@@ -82,10 +82,6 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def is_main_process() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

@@ -35,7 +35,8 @@ from motionformer.engine.metrics import (
     video_metrics,
     write_predictions,
 )
-from motionformer.models.weights import _atomic_write
+from motionformer.engine.precision import autocast, resolve_precision
+from motionformer.models.weights import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,7 @@ def predict_views(model: nn.Module, video: torch.Tensor, autocast_dtype: torch.d
     """Softmax scores of a batch of items, each (crops, 3, T, H, W), averaged over its crops: (B, K) or per head."""
     batch, crops = video.shape[:2]
     flat = video.flatten(0, 1)  # (B * crops, 3, T, H, W)
-    context = (torch.autocast(device_type=video.device.type, dtype=autocast_dtype) if autocast_dtype is not None
-               else torch.autocast(device_type=video.device.type, enabled=False))
-    with context:
+    with autocast(video.device, autocast_dtype):
         logits = model(flat)
 
     def average(values: torch.Tensor) -> torch.Tensor:
@@ -120,7 +119,7 @@ def _write_outputs(output: Path, dataset: VideoClipDataset, averager: ViewAverag
             names = dataset.class_names.get(name) if isinstance(dataset.class_names, Mapping) else dataset.class_names
             matrix = confusion_matrix(head_scores.argmax(-1), head_labels, head_scores.shape[-1])
             save_confusion_picture(matrix, output / f"confusion{'_' + name if name else ''}.png", names)
-    _atomic_write(output / "test_metrics.json",
+    atomic_write(output / "test_metrics.json",
                   lambda temp: Path(temp).write_text(json.dumps(metrics, indent=2) + "\n"))
 
 
@@ -129,8 +128,6 @@ def run_test(config: Config, *, context: distributed.DistributedContext, model: 
     """Multi-view test of ``model`` on the test split (``data.test``, else ``data.val``) with ``eval.num_clips`` x
     ``eval.num_crops`` views; writes ``test_metrics.json``, ``predictions.csv`` and ``confusion.png`` to
     ``output_dir`` (main process)."""
-    from motionformer.engine.train import resolve_precision
-
     spec = spec or input_spec(config, model)
     dataset = build_split(config, "test", spec, training=False, num_clips=config.eval.num_clips,
                           num_crops=config.eval.num_crops)

@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from motionformer.models.weights import _atomic_write
+from motionformer.models.weights import atomic_write
 
 __all__ = [
     "ViewAverager",
@@ -397,7 +397,7 @@ def write_predictions(path: str | os.PathLike, entry_indices: Tensor, video_path
             writer.writerows(rows)
 
     path = Path(path)
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path
 
 
@@ -460,7 +460,7 @@ def save_confusion_picture(matrix: Tensor, path: str | os.PathLike, class_names:
         picture.paste(label, (left + index * cell + offset, grid_top - pad - text_width))
 
     path = Path(path)
-    _atomic_write(path, lambda temp: picture.save(temp, format="PNG"))
+    atomic_write(path, lambda temp: picture.save(temp, format="PNG"))
     return path
 
 

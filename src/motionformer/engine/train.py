@@ -49,7 +49,8 @@ from motionformer.engine.checkpoint import (
 from motionformer.engine.config import Config, to_dict, to_yaml
 from motionformer.engine.evaluate import evaluate, run_test
 from motionformer.engine.metrics import format_metrics_table
-from motionformer.models.weights import WeightsInfo, _atomic_write, save_model
+from motionformer.engine.precision import autocast, resolve_precision
+from motionformer.models.weights import WeightsInfo, atomic_write, save_model
 
 log = logging.getLogger(__name__)
 
@@ -91,26 +92,6 @@ def lr_factor(step: int, *, steps_per_epoch: int, epochs: int, schedule: str, lr
     total = epochs * steps_per_epoch
     progress = min((step - warmup) / max(total - warmup, 1), 1.0)
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None for fp32, whether a gradient scaler is needed)."""
-    if precision == "auto":
-        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return (torch.bfloat16 if bf16 else None), False
-    if precision == "fp32":
-        return None, False
-    if precision == "bf16":
-        return torch.bfloat16, False
-    if device.type != "cuda":
-        raise ValueError("train.precision=fp16 needs a GPU; on the CPU use fp32 or bf16")
-    return torch.float16, True
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def one_hot_targets(labels: Tensor, num_classes: int, smoothing: float) -> Tensor:
@@ -219,7 +200,7 @@ class MetricsLog:
         """Drop lines written after ``step`` by a run that was then killed (they are about to be redone)."""
         kept = [line for line in self.path.read_text().splitlines()
                 if line.strip() and _line_step(line) <= step]
-        _atomic_write(self.path, lambda temp: Path(temp).write_text("".join(f"{line}\n" for line in kept)))
+        atomic_write(self.path, lambda temp: Path(temp).write_text("".join(f"{line}\n" for line in kept)))
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -483,7 +464,7 @@ class Trainer:
         config, position = self.config, self.position
         if self.context.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.output / "config.yaml", lambda temp: Path(temp).write_text(to_yaml(config)))
+            atomic_write(self.output / "config.yaml", lambda temp: Path(temp).write_text(to_yaml(config)))
         self._last_save = time.monotonic()
         log.info("training %s: %d clips, %d steps/epoch x %d epochs (effective batch %d = %d processes x %d clips x "
                  "%d accumulated) on %s", config.model.name, len(self.train_set), self.steps_per_epoch,

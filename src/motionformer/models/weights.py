@@ -300,7 +300,7 @@ def from_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> M
 # ---------------------------------------------------------------------- this library's format
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, flushed and renamed over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -329,8 +329,8 @@ def save_model(model: Motionformer, output: str | os.PathLike, info: WeightsInfo
     state = {key: value.detach().contiguous() for key, value in model.state_dict().items()}
     record = {"format": "motionformer/1", "outputs": "logits", **info.to_json(),
               "architecture": json.loads(json.dumps(model.architecture))}
-    _atomic_write(weights, lambda temp: save_file(state, temp))
-    _atomic_write(meta, lambda temp: Path(temp).write_text(json.dumps(record, indent=2) + "\n"))
+    atomic_write(weights, lambda temp: save_file(state, temp))
+    atomic_write(meta, lambda temp: Path(temp).write_text(json.dumps(record, indent=2) + "\n"))
     return weights, meta
 
 
