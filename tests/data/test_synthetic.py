@@ -313,9 +313,32 @@ def test_plain_clips_are_white_on_black_with_the_same_motion(name):
     assert np.all(plain[plain_path.mask == 1] == 255)  # white where it fully covers a pixel
 
 
-def test_plain_with_camera_pan_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="camera_pan needs the textured background"):
+def test_plain_with_camera_pan_on_black_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="camera_pan needs a visible background"):
         render_clip("moving left", rng=0, plain=True, camera_pan=True)
-    with pytest.raises(ValueError, match="camera_pan needs the textured background"):
+    with pytest.raises(ValueError, match="camera_pan needs a visible background"):
         generate(tmp_path, num_videos=10, size=32, frames=8, plain=True, camera_pan=True)
     assert not any(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="background_level=1.5 must be in"):
+        render_clip("moving left", rng=0, plain=True, background_level=1.5)
+    with pytest.raises(ValueError, match="plain variant only"):
+        render_clip("moving left", rng=0, background_level=0.3)
+
+
+def test_dim_background_pans_behind_the_white_object():
+    level = 0.3
+    clip, path = render_clip("moving left", num_frames=FRAMES, size=SIZE, rng=3, plain=True, camera_pan=True,
+                             background_level=level, return_trajectory=True)
+    _, textured_path = render_clip("moving left", num_frames=FRAMES, size=SIZE, rng=3, camera_pan=True,
+                                   return_trajectory=True)
+    np.testing.assert_array_equal(path.position, textured_path.position)  # the same draws and motion
+    background = clip[path.mask == 0]
+    assert background.max() <= round(level * 255) and background.max() > 0
+    assert np.all(clip[path.mask == 1] == 255)
+    # the background moves with the camera: consecutive frames differ away from the object
+    away = (path.mask[0] == 0) & (path.mask[1] == 0)
+    assert np.abs(clip[0][away].astype(int) - clip[1][away].astype(int)).mean() > 1.0
+    still, still_path = render_clip("moving left", num_frames=FRAMES, size=SIZE, rng=3, plain=True,
+                                    background_level=level, return_trajectory=True)
+    away = (still_path.mask[0] == 0) & (still_path.mask[1] == 0)
+    assert np.array_equal(still[0][away], still[1][away])  # without the pan it stands still

@@ -6,7 +6,9 @@ textured background, moving in one of the ways named in ``MOTION_CLASSES``. Shap
 orientation, speed, spin and zoom rate, and the background are drawn from the same distributions for every class.
 With ``camera_pan`` the camera also pans at a random velocity, and the class is the object's motion relative to the
 scene, not on the screen. With ``plain`` the object is white on a black background (same shapes, sizes and motions):
-an easier variant, learnt from scratch in minutes on a CPU (the ``motionformer demo`` data).
+an easier variant, learnt from scratch in minutes on a CPU (the ``motionformer demo`` data). ``render_clip``'s
+``background_level`` keeps the textured background behind the white object, dimmed to at most that brightness, so that
+a camera pan stays visible in the plain variant (``motionformer bench motion`` uses it).
 
 Why a classifier that sees a single frame is at chance. The scene lives on a torus: the frame wraps around (an object
 leaving on the right re-enters on the left) and the background is periodic. Then, class by class:
@@ -188,10 +190,16 @@ def _check_geometry(num_frames: int, size: int) -> None:
         raise ValueError(f"size={size}: expected an even number of pixels, at least 16 (H.264 4:2:0 needs even sizes)")
 
 
-def _check_plain(plain: bool, camera_pan: bool) -> None:
-    if plain and camera_pan:
-        raise ValueError("camera_pan needs the textured background: on plain black the pan is invisible, so the "
-                         "motion relative to the scene (the class) could not be seen")
+def _check_plain(plain: bool, camera_pan: bool, background_level: float = 0.0) -> None:
+    if not 0.0 <= background_level < 1.0:
+        raise ValueError(f"background_level={background_level} must be in [0, 1): the brightness of the dimmed "
+                         f"background behind the white object")
+    if background_level and not plain:
+        raise ValueError(f"background_level={background_level} applies to the plain variant only (plain=True)")
+    if plain and camera_pan and not background_level:
+        raise ValueError("camera_pan needs a visible background: on plain black the pan is invisible, so the "
+                         "motion relative to the scene (the class) could not be seen; use the textured variant "
+                         "or plain with background_level > 0")
 
 
 def _shape_distance(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -282,23 +290,25 @@ def _draw_background(size: int, rng: np.random.Generator) -> Callable[[np.ndarra
 
 @overload
 def render_clip(label: int | str, *, num_frames: int = ..., size: int = ..., rng: np.random.Generator | int,
-                camera_pan: bool = ..., plain: bool = ..., return_trajectory: Literal[False] = ...) -> np.ndarray: ...
+                camera_pan: bool = ..., plain: bool = ..., background_level: float = ...,
+                return_trajectory: Literal[False] = ...) -> np.ndarray: ...
 @overload
 def render_clip(label: int | str, *, num_frames: int = ..., size: int = ..., rng: np.random.Generator | int,
-                camera_pan: bool = ..., plain: bool = ..., return_trajectory: Literal[True]
-                ) -> tuple[np.ndarray, Trajectory]: ...
+                camera_pan: bool = ..., plain: bool = ..., background_level: float = ...,
+                return_trajectory: Literal[True]) -> tuple[np.ndarray, Trajectory]: ...
 def render_clip(label: int | str, *, num_frames: int = 16, size: int = 64, rng: np.random.Generator | int,
-                camera_pan: bool = False, plain: bool = False,
+                camera_pan: bool = False, plain: bool = False, background_level: float = 0.0,
                 return_trajectory: bool = False) -> np.ndarray | tuple[np.ndarray, Trajectory]:
     """Render one clip of a motion class (an index into ``MOTION_CLASSES`` or its name) as (F, H, W, 3) uint8 RGB.
 
     ``rng`` (a generator or a seed) is drawn from in the same order whatever the class, so the same seed gives the same
-    object, background and speeds for every class. With ``return_trajectory`` the object's per-frame position, angle,
+    object, background and speeds for every class. ``background_level`` (plain only): the textured background dimmed
+    into [0, background_level] instead of black. With ``return_trajectory`` the object's per-frame position, angle,
     size and coverage mask come back too.
     """
     motion = _MOTIONS[MOTION_CLASSES[_label_index(label)]]
     _check_geometry(num_frames, size)
-    _check_plain(plain, camera_pan)
+    _check_plain(plain, camera_pan, background_level)
     rng = np.random.default_rng(rng)
 
     middle = rng.uniform(0.0, size, 2)  # (x, y) scene position at the middle frame (at both ends for out-and-back)
@@ -312,13 +322,16 @@ def render_clip(label: int | str, *, num_frames: int = 16, size: int = 64, rng: 
     pan_speed = rng.uniform(*_PAN_SPEED) * size
     shape, object_colour, outline = _draw_object(rng)
     background = _draw_background(size, rng)
-    if plain:  # the same draws as above, then white on black
+    if plain:  # the same draws as above, then white on black (or on the dimmed background)
         outline = np.ones(3)
+        textured_background = background
 
         def object_colour(u: np.ndarray, v: np.ndarray) -> np.ndarray:
             return np.ones((*u.shape, 3))
 
         def background(camera: np.ndarray) -> np.ndarray:
+            if background_level:
+                return textured_background(camera) * background_level
             return np.zeros((len(camera), size, size, 3))
 
     time_from_middle = np.arange(num_frames) - (num_frames - 1) / 2  # (F,), t - c in the module docstring
