@@ -319,7 +319,7 @@ def test_plain_with_camera_pan_on_black_is_refused(tmp_path):
     with pytest.raises(ValueError, match="camera_pan needs a visible background"):
         generate(tmp_path, num_videos=10, size=32, frames=8, plain=True, camera_pan=True)
     assert not any(tmp_path.iterdir())
-    with pytest.raises(ValueError, match="background_level=1.5 must be in"):
+    with pytest.raises(ValueError, match=r"background_level=1\.5 must be in"):
         render_clip("moving left", rng=0, plain=True, background_level=1.5)
     with pytest.raises(ValueError, match="plain variant only"):
         render_clip("moving left", rng=0, background_level=0.3)
