@@ -23,8 +23,8 @@ one clip (``count_flops``), training memory and the median time of one training 
 rendering excluded). Memory on CPU, where torch has no peak counter: the bytes of the tensors autograd keeps for the
 backward pass at the end of the forward pass (distinct storages, parameters excluded), plus parameters, gradients and
 the two AdamW moments; on CUDA, ``max_memory_allocated`` over a training step. Jobs (one arm, one seed) run in
-``workers`` processes of one thread each, so times are per thread with the other workers busy beside it: compare them
-within one run only.
+``workers`` processes of one thread each (``workers=1``: in this process, with its threads), so times are per thread
+with the other workers busy beside it: compare them within one run only.
 
 Each finished job is written at once to ``OUT/runs/`` (atomically); a rerun with the same budget skips those, so an
 interrupted run resumes. At the end: ``results.json``, ``results.md`` and the charts ``attention.png``,
@@ -282,10 +282,6 @@ def _write_json(path: Path, value: Any) -> None:
     atomic_write(path, lambda temp: Path(temp).write_text(json.dumps(value, indent=1) + "\n"))
 
 
-def _job(arm: Arm, budget: Budget, seed: int, device: str, threads: int) -> dict[str, Any]:
-    return train_arm(arm, budget, seed, device, threads)
-
-
 def _check_arguments(budget: Budget, seeds: int, workers: int, arms: tuple[Arm, ...]) -> None:
     if seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {seeds}")
@@ -320,20 +316,26 @@ def run_benchmark(out: str | os.PathLike, *, budget: Budget = FULL, seeds: int =
     total, begin = len(pending), time.perf_counter()
     if progress and len(records):
         print(f"bench motion: {len(records)} finished jobs found in {runs}, {total} to run", file=sys.stderr)
-    threads = 1 if workers > 1 else torch.get_num_threads()
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, max(total, 1)), mp_context=context) as pool:
-        futures = {pool.submit(_job, arm, budget, seed, device, threads): (arm, seed, fingerprint)
-                   for arm, seed, fingerprint in pending}
-        for count, future in enumerate(as_completed(futures), 1):
-            arm, seed, fingerprint = futures[future]
-            record = {**future.result(), "fingerprint": fingerprint}
-            _write_json(runs / f"{arm.slug}-seed{seed}.json", record)
-            records[arm.slug, seed] = record
-            if progress:
-                print(f"[{count}/{total}] {arm.group} / {arm.name}, seed {seed}: top-1 {100 * record['top1']:.1f}% "
-                      f"({record['wall_seconds']:.0f} s; {time.perf_counter() - begin:.0f} s so far)",
-                      file=sys.stderr, flush=True)
+
+    def finished(count: int, arm: Arm, seed: int, fingerprint: str, result: dict[str, Any]) -> None:
+        record = {**result, "fingerprint": fingerprint}
+        _write_json(runs / f"{arm.slug}-seed{seed}.json", record)
+        records[arm.slug, seed] = record
+        if progress:
+            print(f"[{count}/{total}] {arm.group} / {arm.name}, seed {seed}: top-1 {100 * record['top1']:.1f}% "
+                  f"({record['wall_seconds']:.0f} s; {time.perf_counter() - begin:.0f} s so far)",
+                  file=sys.stderr, flush=True)
+
+    if workers == 1 or total <= 1:  # in this process, with its threads
+        for count, (arm, seed, fingerprint) in enumerate(pending, 1):
+            finished(count, arm, seed, fingerprint, train_arm(arm, budget, seed, device, torch.get_num_threads()))
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, total), mp_context=context) as pool:
+            futures = {pool.submit(train_arm, arm, budget, seed, device, 1): (arm, seed, fingerprint)
+                       for arm, seed, fingerprint in pending}
+            for count, future in enumerate(as_completed(futures), 1):
+                finished(count, *futures[future], future.result())
     summary = summarise(arms, records, seeds)
     report = {"budget": asdict(budget), "seeds": seeds, "workers": workers, "device": device,
               "background_level": BACKGROUND_LEVEL, "chance": 1 / NUM_CLASSES, "torch": torch.__version__,

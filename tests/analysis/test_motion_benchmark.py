@@ -1,0 +1,121 @@
+"""``motionformer bench motion``: clips, memory, determinism, the reports, resuming, and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from motionformer.analysis import motion_benchmark as bench
+from motionformer.analysis.motion_benchmark import Arm, Budget
+from motionformer.cli import main
+from motionformer.data.synthetic import render_clip
+
+TINY = Budget(steps=2, batch_size=4, val_clips=10, width=16, depth=1, heads=2, num_frames=4, tubelet=2)
+ARMS = (
+    Arm("attention", "joint", {"attention": "joint"}, size=16, patch=4),
+    Arm("attention", "single frame", single_frame=True, size=16, patch=4),
+    Arm("stride", "joint s4", {"attention": "joint"}, stride=4, size=16, patch=4),
+    Arm("orthoformer", "orthoformer 4", {"approx": "orthoformer", "num_prototypes": 4}, size=16, patch=2),
+)
+
+
+def test_clips_take_every_stride_th_frame_or_one_frame():
+    labels, seeds = np.array([0, 7]), np.array([11, 12])
+    video = bench._clips(Arm("g", "a", stride=3, size=16), TINY, labels, seeds, np.random.default_rng(0))
+    assert video.shape == (2, 3, 4, 16, 16) and video.min() >= -1 and video.max() <= 1
+    frames = render_clip(7, num_frames=12, size=16, rng=12, plain=True, background_level=bench.BACKGROUND_LEVEL)
+    expected = torch.from_numpy(frames[::3]).permute(3, 0, 1, 2).float() / 127.5 - 1
+    torch.testing.assert_close(video[1], expected)
+    single = bench._clips(Arm("g", "a", size=16, single_frame=True), TINY, labels, seeds, np.random.default_rng(0))
+    assert single.shape == (2, 3, 1, 16, 16)
+    whole = bench._clips(Arm("g", "a", stride=1, size=16), Budget(num_frames=8), labels, seeds, None)
+    assert any(torch.equal(single[0, :, 0], whole[0, :, t]) for t in range(8))  # one of the clip's 8 frames
+
+
+def test_panning_arms_render_a_moving_background():
+    labels, seeds = np.array([0]), np.array([5])
+    still = bench._clips(Arm("g", "a", size=16), TINY, labels, seeds, None)
+    panned = bench._clips(Arm("g", "a", size=16, pan=True), TINY, labels, seeds, None)
+    assert not torch.equal(still, panned)
+
+
+def test_training_memory_grows_with_the_batch_and_leaves_no_gradients():
+    model = bench._build(ARMS[0], TINY)
+    sizes = []
+    for batch in (2, 8):
+        video = torch.randn(batch, 3, 4, 16, 16)
+        sizes.append(bench._training_memory(model, video, torch.zeros(batch, dtype=torch.long)))
+        assert all(p.grad is None for p in model.parameters())
+    weights = sum(p.numel() * 4 for p in model.parameters())
+    assert weights < sizes[0] < sizes[1]
+
+
+def test_an_arm_is_deterministic_for_its_seed():
+    first, second = (bench.train_arm(ARMS[0], TINY, seed=3, threads=1) for _ in range(2))
+    assert first["top1"] == second["top1"] and first["final_train_loss"] == second["final_train_loss"]
+    other = bench.train_arm(ARMS[0], TINY, seed=4, threads=1)
+    assert other["final_train_loss"] != first["final_train_loss"]
+    assert first["params"] > 0 and first["macs"] > 0 and first["step_seconds"] > 0
+
+
+def test_run_writes_reports_and_resumes(tmp_path, monkeypatch):
+    report = bench.run_benchmark(tmp_path, budget=TINY, seeds=2, workers=1, arms=ARMS, progress=False)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(
+        f"{arm.slug}-seed{seed}.json" for arm in ARMS for seed in (0, 1))
+    rows = {row["name"]: row for row in report["rows"]}
+    assert set(rows) == {arm.name for arm in ARMS}
+    for row in rows.values():
+        runs = row["top1_runs"]
+        assert len(runs) == 2 and row["top1_mean"] == pytest.approx(sum(runs) / 2)
+        assert row["top1_std"] == pytest.approx(abs(runs[0] - runs[1]) / 2 ** 0.5)
+    assert rows["single frame"]["macs"] < rows["joint"]["macs"]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["rows"] == report["rows"] and len(saved["runs"]) == 8
+    table = (tmp_path / "results.md").read_text()
+    assert all(f"| {arm.group} | {arm.name} |" in table for arm in ARMS)
+    for name in ("attention.png", "stride.png", "orthoformer.png"):
+        with Image.open(tmp_path / name) as image:
+            assert image.format == "PNG" and image.width > 100
+
+    # a rerun trains nothing; a job cut short (unreadable record) or of another budget runs again
+    def refuse(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(bench, "train_arm", refuse)
+    assert bench.run_benchmark(tmp_path, budget=TINY, seeds=2, workers=1, arms=ARMS, progress=False)["rows"] == \
+        report["rows"]
+    (tmp_path / "runs" / f"{ARMS[0].slug}-seed1.json").write_text('{"top1": 0.')
+    calls = []
+    monkeypatch.setattr(bench, "train_arm", lambda arm, budget, seed, *rest: calls.append((arm.name, seed)) or
+                        {**report["runs"][1], "seed": seed})
+    bench.run_benchmark(tmp_path, budget=TINY, seeds=2, workers=1, arms=ARMS, progress=False)
+    assert calls == [("joint", 1)]
+    calls.clear()
+    bench.run_benchmark(tmp_path, budget=Budget(**{**TINY.__dict__, "steps": 3}), seeds=1, workers=1, arms=ARMS[:1],
+                        progress=False)
+    assert calls == [("joint", 0)]
+
+
+def test_the_packaged_arms_cover_the_issue():
+    names = {(arm.group, arm.name) for arm in bench.ARMS}
+    assert {("attention", n) for n in ("joint", "divided", "trajectory", "trajectory Avg_T", "trajectory Norm_ST",
+                                        "single frame")} <= names
+    ortho = [arm for arm in bench.ARMS if arm.group == "orthoformer"]
+    tokens = {(arm.size // arm.patch) ** 2 for arm in ortho}
+    prototypes = [arm.model.get("num_prototypes", 128) for arm in ortho if arm.model.get("approx") == "orthoformer"]
+    assert tokens == {144} and max(prototypes) < 144  # every approximation really approximates
+    assert len({arm.slug for arm in bench.ARMS}) == len(bench.ARMS)
+    for arm in bench.ARMS:  # every arm builds
+        bench._build(arm, bench.FULL)
+
+
+def test_cli_errors_exit_with_status_2(tmp_path, capsys):
+    assert main(["bench", "motion", "--groups", "attention,nope", "--out", str(tmp_path)]) == 2
+    assert "unknown group(s) 'nope'" in capsys.readouterr().err
+    assert main(["bench", "motion", "--seeds", "0", "--out", str(tmp_path)]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
