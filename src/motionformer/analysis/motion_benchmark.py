@@ -51,6 +51,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from motionformer.analysis.memory import training_memory_bytes
 from motionformer.data.synthetic import MOTION_CLASSES, render_clip
 from motionformer.engine.train import lr_factor, parameter_groups
 from motionformer.models.flops import count_flops
@@ -175,21 +176,7 @@ def _build(arm: Arm, budget: Budget) -> Motionformer:
 
 def _training_memory(model: Motionformer, video: Tensor, labels: Tensor) -> int:
     """Bytes of one training step's memory on CPU (see the module docstring)."""
-    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(tensor: Tensor) -> Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in parameters:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        F.cross_entropy(model(video), labels).backward()
-    model.zero_grad(set_to_none=True)
-    state = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-    frozen = sum(p.numel() * p.element_size() for p in model.parameters() if not p.requires_grad)
-    return sum(saved.values()) + 4 * state + frozen  # weights, gradients, two AdamW moments
+    return training_memory_bytes(model, lambda: F.cross_entropy(model(video), labels))
 
 
 def _step(model: nn.Module, video: Tensor, labels: Tensor, optimizer: torch.optim.Optimizer, budget: Budget) -> float:
