@@ -305,6 +305,9 @@ def atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
+    umask = os.umask(0)  # mkstemp makes the file private (0600); give it the permissions a plain open would
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)
     try:
         write(temp)
         with open(temp, "rb+") as stream:
