@@ -384,7 +384,7 @@ def _bar_chart(path: Path, title: str, rows: list[dict[str, Any]]) -> None:
         draw.rectangle([left, y, left + mean * scale, y + bar], fill=(70, 120, 190))
         draw.line([left + (mean - std) * scale, y + bar / 2, left + (mean + std) * scale, y + bar / 2], fill="black",
                   width=2)
-        draw.text((left + mean * scale + 6, y + 5), f"{mean:.1f}", fill="black")
+        draw.text((left + (mean + std) * scale + 6, y + 5), f"{mean:.1f} ± {std:.1f}", fill="black")
     chance = left + 100 / NUM_CLASSES * scale
     draw.line([chance, top - 4, chance, height - bottom + 4], fill=(200, 60, 60), width=1)
     draw.text((chance + 3, height - bottom + 6), "chance", fill=(200, 60, 60))
