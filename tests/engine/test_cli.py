@@ -12,7 +12,8 @@ from .conftest import TINY_MODEL, run_cli, tiny_overrides
 
 COMMANDS = [[], ["demo"], ["train"], ["test"], ["predict"], ["visualize"], ["config"], ["config", "show"],
             ["config", "list"], ["flops"], ["convert"], ["data"], ["data", "synthetic"], ["data", "check"],
-            ["bench"], ["bench", "motion"]]
+            ["bench"], ["bench", "motion"], ["lra"], ["lra", "generate"], ["lra", "train"], ["lra", "cost"],
+            ["lra", "report"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "motionformer")

@@ -100,3 +100,19 @@ def test_cli_errors_name_the_missing_data(tmp_path, capsys):
     assert main(["lra", "train", "listops", "--attention", "fast", "--data", str(tmp_path)]) == 2
     assert main(["lra", "report", str(tmp_path)]) == 2
     assert "no result.json" in capsys.readouterr().err
+
+
+def test_pathfinder_files_load_and_train(tmp_path, capsys):
+    assert main(["lra", "generate", "pathfinder", str(tmp_path / "pf"), "--size", "40", "--workers", "1"]) == 0
+    data = load_task("pathfinder", tmp_path / "pf", 1024)
+    tokens, labels = data.splits["train"]
+    assert tokens.shape == (32, 1024) and tokens.max() <= 255 and set(labels.tolist()) == {0, 1}
+    assert not data.padding and data.num_classes == 2
+    result = train_lra(data, "orthoformer-64", Preset(seq_len=1024, batch_size=4, steps=2, warmup=1), measure=False,
+                       progress=False)
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and result["test_examples"] == 4
+    with pytest.raises(ValueError, match="32x32 pixels, but --seq-len is 256"):
+        load_task("pathfinder", tmp_path / "pf", 256)
+    (tmp_path / "pf" / "test.txt").write_text("images/00/000000.png 2\n")
+    with pytest.raises(ValueError, match=r"test.txt:1: expected 'image.png 0\|1'"):
+        load_task("pathfinder", tmp_path / "pf", 1024)

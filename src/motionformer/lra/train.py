@@ -63,9 +63,9 @@ class Preset:
 
 PRESETS: dict[tuple[str, str], Preset] = {
     ("listops", "full"): Preset(seq_len=2000, batch_size=32, steps=5000, warmup=1000),
-    ("listops", "reduced"): Preset(seq_len=250, batch_size=32, steps=1500, warmup=150, test_size=1000),
+    ("listops", "reduced"): Preset(seq_len=250, batch_size=32, steps=800, warmup=80, test_size=1000),
     ("pathfinder", "full"): Preset(seq_len=1024, batch_size=128, steps=62_400, warmup=312),
-    ("pathfinder", "reduced"): Preset(seq_len=1024, batch_size=32, steps=300, warmup=30, test_size=1000),
+    ("pathfinder", "reduced"): Preset(seq_len=1024, batch_size=32, steps=150, warmup=15, test_size=1000),
 }
 REDUCED_LISTOPS_LENGTHS = (50, 250)  # what `motionformer lra generate listops --reduced` writes
 
