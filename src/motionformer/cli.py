@@ -326,9 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "stride, Orthoformer prototypes and selection, Nystrom, Performer) and write a markdown table, "
                     "JSON and PNG charts. Finished jobs are kept in OUT/runs, so a rerun resumes. The full run "
                     "takes about an hour on 2 CPU cores, --quick under 10 minutes.")
-    motion.add_argument("--quick", action="store_true", help="60 steps, 200 validation clips, 1 seed")
+    motion.add_argument("--quick", action="store_true", help="40 steps, 200 validation clips, 1 seed")
     motion.add_argument("--seeds", type=int, default=None, help="seeds per arm (default 2, or 1 with --quick)")
-    motion.add_argument("--steps", type=int, default=None, help="training steps per arm (default 300, quick 60)")
+    motion.add_argument("--steps", type=int, default=None, help="training steps per arm (default 300, quick 40)")
     motion.add_argument("--val-clips", type=int, default=None, help="validation clips (default 500, quick 200)")
     motion.add_argument("--groups", default=None,
                         help="comma-separated subset of: attention, camera pan, stride, orthoformer")

@@ -84,7 +84,7 @@ class Budget:
     tubelet: int = 2
 
 
-QUICK = Budget(steps=60, val_clips=200)
+QUICK = Budget(steps=40, val_clips=200)
 FULL = Budget()
 
 
