@@ -224,8 +224,9 @@ def generate_listops(root: str | os.PathLike, *, size: int = 100_000, seed: int 
         stale = stale + 1 if len(rows) == before else 0
         if stale >= 20:
             raise ValueError(f"size={size}: only {len(rows)} distinct expressions found under these settings")
-        if progress:
-            print(f"\rlistops: {min(len(rows), size)}/{size} expressions", end="", file=sys.stderr, flush=True)
+        if progress and (sys.stderr.isatty() or len(rows) >= size or len(rows) // _CHUNK % 20 == 0):
+            end = "" if sys.stderr.isatty() else "\n"
+            print(f"\rlistops: {min(len(rows), size)}/{size} expressions", end=end, file=sys.stderr, flush=True)
         if len(rows) >= size:
             break
     if progress:

@@ -66,7 +66,7 @@ class SequenceAttention(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         q, k, v = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
-        attn_mask = None if mask is None or bool(mask.all()) else mask[:, None, None, :]
+        attn_mask = None if mask is None else mask[:, None, None, :]
         if self.kind == "exact":
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         elif self.kind == "exact-unfused":  # the (N, N) attention map in memory, as the paper's exact row had
@@ -125,6 +125,8 @@ class LRAModel(nn.Module):
         if tokens.shape[1] > self.max_length:
             raise ValueError(f"{tokens.shape[1]} tokens exceed the model's max_length {self.max_length}")
         mask = tokens != 0 if self.padding else None
+        if mask is not None and bool(mask.all()):  # once per batch, not per layer: no padding, no mask
+            mask = None
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         x = self.drop(self.embed(tokens) + self.position(positions))
         for layer in self.layers:
