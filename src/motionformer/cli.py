@@ -105,11 +105,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _bench_motion(args: argparse.Namespace) -> int:
     import dataclasses
+    from pathlib import Path
 
     from motionformer.analysis import motion_benchmark as bench
 
     budget = bench.QUICK if args.quick else bench.FULL
-    changes = {key: value for key, value in (("steps", args.steps), ("val_clips", args.val_clips)) if value is not None}
+    changes = {key: value for key, value in (("steps", args.steps), ("val_clips", args.val_clips),
+                                             ("background_level", args.background_level)) if value is not None}
     budget = dataclasses.replace(budget, **changes)
     arms = bench.ARMS
     if args.groups:
@@ -120,9 +122,8 @@ def _bench_motion(args: argparse.Namespace) -> int:
             raise ValueError(f"--groups: unknown group(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
         arms = tuple(arm for arm in bench.ARMS if arm.group in groups)
     seeds = args.seeds if args.seeds is not None else (1 if args.quick else 2)
-    report = bench.run_benchmark(args.out, budget=budget, seeds=seeds, workers=args.workers, device=args.device,
-                                 arms=arms)
-    print(bench.markdown_table(report["rows"], budget, seeds), end="")
+    bench.run_benchmark(args.out, budget=budget, seeds=seeds, workers=args.workers, device=args.device, arms=arms)
+    print(Path(args.out, "results.md").read_text(), end="")
     print(f"\nwritten: {args.out}/results.md, results.json, *.png")
     return 0
 
@@ -326,9 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "stride, Orthoformer prototypes and selection, Nystrom, Performer) and write a markdown table, "
                     "JSON and PNG charts. Finished jobs are kept in OUT/runs, so a rerun resumes. The full run "
                     "takes about an hour on 2 CPU cores, --quick under 10 minutes.")
-    motion.add_argument("--quick", action="store_true", help="40 steps, 200 validation clips, 1 seed")
+    motion.add_argument("--quick", action="store_true", help="200 steps, 200 validation clips, 1 seed")
     motion.add_argument("--seeds", type=int, default=None, help="seeds per arm (default 2, or 1 with --quick)")
-    motion.add_argument("--steps", type=int, default=None, help="training steps per arm (default 300, quick 40)")
+    motion.add_argument("--steps", type=int, default=None, help="training steps per arm (default 800, quick 200)")
+    motion.add_argument("--background-level", type=float, default=None,
+                        help="brightness of the dimmed textured background behind the white object, in [0, 1) "
+                             "(default 0.3; 0 is plain black, which the camera pan group cannot use)")
     motion.add_argument("--val-clips", type=int, default=None, help="validation clips (default 500, quick 200)")
     motion.add_argument("--groups", default=None,
                         help="comma-separated subset of: attention, camera pan, stride, orthoformer")

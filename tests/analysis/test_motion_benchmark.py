@@ -27,7 +27,7 @@ def test_clips_take_every_stride_th_frame_or_one_frame():
     labels, seeds = np.array([0, 7]), np.array([11, 12])
     video = bench._clips(Arm("g", "a", stride=3, size=16), TINY, labels, seeds, np.random.default_rng(0))
     assert video.shape == (2, 3, 4, 16, 16) and video.min() >= -1 and video.max() <= 1
-    frames = render_clip(7, num_frames=12, size=16, rng=12, plain=True, background_level=bench.BACKGROUND_LEVEL)
+    frames = render_clip(7, num_frames=12, size=16, rng=12, plain=True, background_level=TINY.background_level)
     expected = torch.from_numpy(frames[::3]).permute(3, 0, 1, 2).float() / 127.5 - 1
     torch.testing.assert_close(video[1], expected)
     single = bench._clips(Arm("g", "a", size=16, single_frame=True), TINY, labels, seeds, np.random.default_rng(0))
@@ -77,6 +77,9 @@ def test_run_writes_reports_and_resumes(tmp_path, monkeypatch):
     assert saved["rows"] == report["rows"] and len(saved["runs"]) == 8
     table = (tmp_path / "results.md").read_text()
     assert all(f"| {arm.group} | {arm.name} |" in table for arm in ARMS)
+    assert "This run trained 8 of the 8 jobs in" in table and saved["jobs_run"] == 8 and saved["run_seconds"] > 0
+    curve = saved["runs"][0]["loss_curve"]
+    assert curve["steps"] == [1, 2] and len(curve["mean_loss"]) == 2  # one point per step when steps < 20
     for name in ("attention.png", "stride.png", "orthoformer.png"):
         with Image.open(tmp_path / name) as image:
             assert image.format == "PNG" and image.width > 100
@@ -118,4 +121,17 @@ def test_cli_errors_exit_with_status_2(tmp_path, capsys):
     assert "unknown group(s) 'nope'" in capsys.readouterr().err
     assert main(["bench", "motion", "--seeds", "0", "--out", str(tmp_path)]) == 2
     assert "--seeds must be at least 1" in capsys.readouterr().err
+    assert main(["bench", "motion", "--background-level", "0", "--out", str(tmp_path)]) == 2
+    assert "leave out the group(s) 'camera pan'" in capsys.readouterr().err
+    assert main(["bench", "motion", "--background-level", "1.2", "--out", str(tmp_path)]) == 2
+    assert "--background-level must be in [0, 1), got 1.2" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_the_loss_curve_has_twenty_points_and_the_background_level_changes_the_clips():
+    curve = bench.train_arm(ARMS[0], Budget(**{**TINY.__dict__, "steps": 45}), seed=0)["loss_curve"]
+    assert curve["steps"][-1] == 45 and len(curve["steps"]) == len(curve["mean_loss"]) == 20
+    labels, seeds = np.array([2]), np.array([9])
+    dim, black = (bench._clips(Arm("g", "a", size=16), Budget(**{**TINY.__dict__, "background_level": level}),
+                               labels, seeds, None) for level in (0.3, 0.0))
+    assert (black == -1).float().mean() > 0.5 and (dim == -1).float().mean() < 0.1  # black is -1 after scaling

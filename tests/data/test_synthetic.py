@@ -342,3 +342,21 @@ def test_dim_background_pans_behind_the_white_object():
                                     background_level=level, return_trajectory=True)
     away = (still_path.mask[0] == 0) & (still_path.mask[1] == 0)
     assert np.array_equal(still[0][away], still[1][away])  # without the pan it stands still
+
+
+@pytest.mark.parametrize("camera_pan", [False, True])
+@pytest.mark.parametrize("name", ["approaching", "moving left then right", "rotating clockwise"])
+def test_frame_indices_draw_the_same_pixels_as_indexing_the_whole_clip(name, camera_pan):
+    chosen = [0, 3, FRAMES - 1, 3]
+    whole, path = render_clip(name, num_frames=FRAMES, size=SIZE, rng=5, camera_pan=camera_pan, return_trajectory=True)
+    part, part_path = render_clip(name, num_frames=FRAMES, size=SIZE, rng=5, camera_pan=camera_pan,
+                                  frame_indices=chosen, return_trajectory=True)
+    np.testing.assert_array_equal(part, whole[chosen])
+    np.testing.assert_array_equal(part_path.mask, path.mask[chosen])
+    np.testing.assert_array_equal(part_path.radius, path.radius[chosen])
+
+
+@pytest.mark.parametrize("chosen", [[], [0, FRAMES], [-1], [[0, 1]], [0.5]])
+def test_bad_frame_indices_are_refused_naming_them(chosen):
+    with pytest.raises(ValueError, match=r"frame_indices="):
+        render_clip("moving left", num_frames=FRAMES, size=SIZE, rng=0, frame_indices=chosen)

@@ -2,8 +2,8 @@
 
 Every arm trains a small Motionformer from scratch under one fixed budget (the same steps, batch, learning-rate
 schedule, data stream and seeds for every arm) on clips from ``render_clip``: the plain variant (white object) over
-the textured background dimmed to ``BACKGROUND_LEVEL``, so that a camera pan is visible. The class is the object's
-motion; a single frame carries no information about it (see ``motionformer.data.synthetic``). Fresh clips are
+the textured background dimmed to ``Budget.background_level``, so that a camera pan is visible. The class is the
+object's motion; a single frame carries no information about it (see ``motionformer.data.synthetic``). Fresh clips are
 rendered for every step (no epochs, no over-fitting to a fixed set); each condition has one fixed validation set,
 rendered from seeds the training stream never uses.
 
@@ -14,11 +14,13 @@ Groups (each compares arms within itself; rows name the paper's figure for the m
 * ``camera pan``: joint, divided and trajectory when the camera pans (the class is the motion relative to the scene).
 * ``stride`` (Figure 3): joint, divided and trajectory at temporal strides 1, 4 and 8 (stride 2 is the ``attention``
   group's); a larger stride means more motion between the frames the model sees.
-* ``orthoformer`` (Table 3): at patch 2 (S = 256 tokens per frame, so that 128 prototypes approximate), exact
+* ``orthoformer`` (Table 3): at 24 pixels with patch 2 (S = 144 tokens per frame and T x S = 576 in all, so that 128
+  prototypes, shared or per frame, approximate), exact
   trajectory attention, Orthoformer with 16, 64 and 128 shared prototypes, random and segment-means selection, per-frame
   prototypes, Nystrom with 128 landmarks and Performer with 256 features.
 
-Measured per arm: top-1 on the validation set (mean and standard deviation over seeds), parameters, multiply-adds of
+Measured per arm: top-1 on the validation set (mean and standard deviation over seeds), the training loss every
+``steps / 20`` steps (to see whether and when an arm left the initial plateau at ln 10), parameters, multiply-adds of
 one clip (``count_flops``), training memory and the median time of one training step (forward, backward, AdamW;
 rendering excluded). Memory on CPU, where torch has no peak counter: the bytes of the tensors autograd keeps for the
 backward pass at the end of the forward pass (distinct storages, parameters excluded), plus parameters, gradients and
@@ -60,17 +62,16 @@ from motionformer.models.weights import atomic_write
 
 __all__ = ["ARMS", "Arm", "Budget", "run_benchmark", "train_arm"]
 
-BACKGROUND_LEVEL = 0.3
 NUM_CLASSES = len(MOTION_CLASSES)
 _VAL_SEED = 1_000_003  # validation clips come from this seed's stream; training streams are seeded [seed, 1]
 
 
 @dataclass(frozen=True)
 class Budget:
-    """What every arm gets: the same for all of them."""
+    """What every arm gets: the same for all of them (the data's ``background_level`` included)."""
 
-    steps: int = 300
-    batch_size: int = 16
+    steps: int = 800
+    batch_size: int = 8
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup: float = 0.05  # fraction of the steps
@@ -82,9 +83,10 @@ class Budget:
     heads: int = 2
     num_frames: int = 8
     tubelet: int = 2
+    background_level: float = 0.3  # brightness of the dimmed textured background behind the white object
 
 
-QUICK = Budget(steps=40, val_clips=200)
+QUICK = Budget(steps=200, val_clips=200)
 FULL = Budget()
 
 
@@ -143,15 +145,19 @@ ARMS: tuple[Arm, ...] = (
 
 
 def _clips(arm: Arm, budget: Budget, labels: np.ndarray, seeds: np.ndarray, frame_rng: np.random.Generator) -> Tensor:
-    """Render clips, sample every ``stride``-th frame (or one random frame), -> (B, 3, F, H, W) in [-1, 1]."""
+    """Render clips, sample every ``stride``-th frame (or one random frame), -> (B, 3, F, H, W) in [-1, 1].
+
+    Only the sampled frames of each ``num_frames * stride``-frame clip are drawn.
+    """
     span = budget.num_frames * arm.stride
-    batch = np.stack([render_clip(int(label), num_frames=span, size=arm.size, rng=int(seed), camera_pan=arm.pan,
-                                  plain=True, background_level=BACKGROUND_LEVEL)
-                      for label, seed in zip(labels, seeds, strict=True)])  # (B, span, H, W, 3)
     if arm.single_frame:
-        batch = batch[np.arange(len(batch)), frame_rng.integers(span, size=len(batch))][:, None]
+        chosen = [[int(frame)] for frame in frame_rng.integers(span, size=len(labels))]
     else:
-        batch = batch[:, ::arm.stride]
+        chosen = [list(range(0, span, arm.stride))] * len(labels)
+    batch = np.stack([render_clip(int(label), num_frames=span, size=arm.size, rng=int(seed), camera_pan=arm.pan,
+                                  plain=True, background_level=budget.background_level,
+                                  frame_indices=frames)
+                      for label, seed, frames in zip(labels, seeds, chosen, strict=True)])  # (B, F, H, W, 3)
     video = torch.from_numpy(batch).permute(0, 4, 1, 2, 3).float()
     return video.div_(127.5).sub_(1.0)
 
@@ -239,10 +245,13 @@ def train_arm(arm: Arm, budget: Budget, seed: int, device: str = "cpu", threads:
             raise RuntimeError(f"{arm.group}/{arm.name} seed {seed}: the loss is {losses[-1]} at step {step}")
     val_video, val_labels = _validation_set(arm, budget)
     tail = losses[-max(1, len(losses) // 10):]
+    bins = np.array_split(np.array(losses), min(20, len(losses)))
     return {
         "group": arm.group, "name": arm.name, "seed": seed,
         "top1": _accuracy(model, val_video, val_labels, device_),
         "final_train_loss": sum(tail) / len(tail),
+        "loss_curve": {"steps": [int(sum(map(len, bins[:i + 1]))) for i in range(len(bins))],
+                       "mean_loss": [round(float(b.mean()), 4) for b in bins]},
         "params": count_parameters(model), "macs": count_flops(model),
         "memory_bytes": memory, "step_seconds": statistics.median(step_times),
         "wall_seconds": time.perf_counter() - begin,
@@ -253,7 +262,7 @@ def train_arm(arm: Arm, budget: Budget, seed: int, device: str = "cpu", threads:
 
 
 def _fingerprint(arm: Arm, budget: Budget) -> str:
-    text = json.dumps({"arm": asdict(arm), "budget": asdict(budget), "background": BACKGROUND_LEVEL}, sort_keys=True)
+    text = json.dumps({"arm": asdict(arm), "budget": asdict(budget)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -279,12 +288,19 @@ def _check_arguments(budget: Budget, seeds: int, workers: int, arms: tuple[Arm, 
                          f"{budget.steps} and {budget.val_clips}")
     if not arms:
         raise ValueError("no arm selected")
+    if not 0.0 <= budget.background_level < 1.0:
+        raise ValueError(f"--background-level must be in [0, 1), got {budget.background_level}")
+    panning = sorted({arm.group for arm in arms if arm.pan})
+    if panning and not budget.background_level:
+        raise ValueError(f"--background-level 0 leaves a black background, on which a camera pan is invisible: "
+                         f"leave out the group(s) {', '.join(map(repr, panning))} or give a level above 0")
 
 
 def run_benchmark(out: str | os.PathLike, *, budget: Budget = FULL, seeds: int = 2, workers: int = 2,
                   device: str = "cpu", arms: tuple[Arm, ...] = ARMS, progress: bool = True) -> dict[str, Any]:
     """Train every arm with every seed (jobs in ``workers`` processes), write the reports into ``out``."""
     _check_arguments(budget, seeds, workers, arms)
+    started = time.perf_counter()
     out = Path(out)
     runs = out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -325,10 +341,11 @@ def run_benchmark(out: str | os.PathLike, *, budget: Budget = FULL, seeds: int =
                 finished(count, *futures[future], future.result())
     summary = summarise(arms, records, seeds)
     report = {"budget": asdict(budget), "seeds": seeds, "workers": workers, "device": device,
-              "background_level": BACKGROUND_LEVEL, "chance": 1 / NUM_CLASSES, "torch": torch.__version__,
+              "chance": 1 / NUM_CLASSES, "torch": torch.__version__, "jobs_run": total,
+              "run_seconds": time.perf_counter() - started, "cpu_count": os.cpu_count(),
               "rows": summary, "runs": [records[arm.slug, seed] for arm in arms for seed in range(seeds)]}
     _write_json(out / "results.json", report)
-    table = markdown_table(summary, budget, seeds)
+    table = markdown_table(summary, budget, seeds, run=(total, len(arms) * seeds, report["run_seconds"]))
     atomic_write(out / "results.md", lambda temp: Path(temp).write_text(table))
     write_charts(out, summary)
     return report
@@ -350,11 +367,15 @@ def summarise(arms: tuple[Arm, ...], records: dict[tuple[str, int], dict[str, An
     return rows
 
 
-def markdown_table(rows: list[dict[str, Any]], budget: Budget, seeds: int) -> str:
+def markdown_table(rows: list[dict[str, Any]], budget: Budget, seeds: int,
+                   run: tuple[int, int, float] | None = None) -> str:
+    """The report's table; ``run``: (jobs trained, jobs in all, wall seconds) of the invocation that wrote it."""
+    wall = f" This run trained {run[0]} of the {run[1]} jobs in {run[2] / 60:.1f} min wall." if run else ""
     lines = [f"Top-1 (%) on {budget.val_clips} validation clips, mean ± std over {seeds} seed(s); chance "
-             f"{100 / NUM_CLASSES:.0f}%. Budget: {budget.steps} steps of batch {budget.batch_size}, width "
-             f"{budget.width}, depth {budget.depth}, {budget.heads} heads, {budget.num_frames} frames (tubelet "
-             f"{budget.tubelet}). MACs of one clip; memory of one training step; time per step median, one thread.",
+             f"{100 / NUM_CLASSES:.0f}%. Budget: {budget.steps} steps of batch {budget.batch_size}, lr {budget.lr:g}, "
+             f"width {budget.width}, depth {budget.depth}, {budget.heads} heads, {budget.num_frames} frames (tubelet "
+             f"{budget.tubelet}), background level {budget.background_level:g}. MACs of one clip; memory of one "
+             f"training step; time per step median, one thread.{wall}",
              "", "| group | arm | top-1 | paper SSv2 | params | MMACs | memory MB | ms/step |",
              "|---|---|---|---|---|---|---|---|"]
     for row in rows:

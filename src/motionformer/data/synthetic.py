@@ -46,7 +46,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -202,6 +202,15 @@ def _check_plain(plain: bool, camera_pan: bool, background_level: float = 0.0) -
                          "or plain with background_level > 0")
 
 
+def _check_frame_indices(frame_indices: Sequence[int], num_frames: int) -> np.ndarray:
+    chosen = np.asarray(frame_indices)
+    if chosen.ndim != 1 or not len(chosen) or not np.issubdtype(chosen.dtype, np.integer):
+        raise ValueError(f"frame_indices={list(frame_indices)!r}: expected a non-empty list of frame numbers")
+    if chosen.min() < 0 or chosen.max() >= num_frames:
+        raise ValueError(f"frame_indices={chosen.tolist()} reach outside the clip's frames 0 to {num_frames - 1}")
+    return chosen
+
+
 def _shape_distance(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Signed distance, in units of the circumradius, from object coordinates (u, v) to a shape of circumradius 1.
 
@@ -291,20 +300,24 @@ def _draw_background(size: int, rng: np.random.Generator) -> Callable[[np.ndarra
 @overload
 def render_clip(label: int | str, *, num_frames: int = ..., size: int = ..., rng: np.random.Generator | int,
                 camera_pan: bool = ..., plain: bool = ..., background_level: float = ...,
-                return_trajectory: Literal[False] = ...) -> np.ndarray: ...
+                frame_indices: Sequence[int] | None = ..., return_trajectory: Literal[False] = ...) -> np.ndarray: ...
 @overload
 def render_clip(label: int | str, *, num_frames: int = ..., size: int = ..., rng: np.random.Generator | int,
                 camera_pan: bool = ..., plain: bool = ..., background_level: float = ...,
+                frame_indices: Sequence[int] | None = ...,
                 return_trajectory: Literal[True]) -> tuple[np.ndarray, Trajectory]: ...
 def render_clip(label: int | str, *, num_frames: int = 16, size: int = 64, rng: np.random.Generator | int,
                 camera_pan: bool = False, plain: bool = False, background_level: float = 0.0,
+                frame_indices: Sequence[int] | None = None,
                 return_trajectory: bool = False) -> np.ndarray | tuple[np.ndarray, Trajectory]:
     """Render one clip of a motion class (an index into ``MOTION_CLASSES`` or its name) as (F, H, W, 3) uint8 RGB.
 
     ``rng`` (a generator or a seed) is drawn from in the same order whatever the class, so the same seed gives the same
     object, background and speeds for every class. ``background_level`` (plain only): the textured background dimmed
-    into [0, background_level] instead of black. With ``return_trajectory`` the object's per-frame position, angle,
-    size and coverage mask come back too.
+    into [0, background_level] instead of black. ``frame_indices``: draw only these frames of the ``num_frames``-frame
+    clip, in this order (the same pixels as indexing the whole clip, for less work); the trajectory then has one row
+    per drawn frame. With ``return_trajectory`` the object's per-frame position, angle, size and coverage mask come
+    back too.
     """
     motion = _MOTIONS[MOTION_CLASSES[_label_index(label)]]
     _check_geometry(num_frames, size)
@@ -346,6 +359,9 @@ def render_clip(label: int | str, *, num_frames: int = 16, size: int = 64, rng: 
     else:
         log_radius = np.full(num_frames, log_radius_middle + zoom * (zoom_frame - (num_frames - 1) / 2))
     radius = np.exp(log_radius)
+    if frame_indices is not None:
+        chosen = _check_frame_indices(frame_indices, num_frames)
+        position, camera, angle, radius = position[chosen], camera[chosen], angle[chosen], radius[chosen]
 
     # offsets from the centre on the torus, (F, 1, W) and (F, H, 1), turned into object coordinates (y up)
     pixels = np.arange(size, dtype=np.float64)
@@ -361,7 +377,7 @@ def render_clip(label: int | str, *, num_frames: int = 16, size: int = 64, rng: 
     fill = np.clip(-distance[covered] - size / 64 + 0.5, 0.0, 1.0)[:, None]  # inside the outline, (N, 1)
     colour = outline + (object_colour(u[covered], v[covered]) - outline) * fill  # (N, 3)
     # without panning the background is one picture
-    frames = background(camera) if camera_pan else np.repeat(background(camera[:1]), num_frames, axis=0)
+    frames = background(camera) if camera_pan else np.repeat(background(camera[:1]), len(camera), axis=0)
     alpha = coverage[covered][:, None]
     frames[covered] = frames[covered] * (1.0 - alpha) + colour * alpha
     frames = np.round(np.clip(frames, 0.0, 1.0) * 255.0).astype(np.uint8)
