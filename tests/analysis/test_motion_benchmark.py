@@ -77,10 +77,11 @@ def test_run_writes_reports_and_resumes(tmp_path, monkeypatch):
     assert saved["rows"] == report["rows"] and len(saved["runs"]) == 8
     table = (tmp_path / "results.md").read_text()
     assert all(f"| {arm.group} | {arm.name} |" in table for arm in ARMS)
-    assert "This run trained 8 of the 8 jobs in" in table and saved["jobs_run"] == 8 and saved["run_seconds"] > 0
+    assert "min for 8 jobs, in 1 invocation(s)." in table
+    assert len(saved["history"]) == 1 and saved["history"][0]["jobs_run"] == 8
     curve = saved["runs"][0]["loss_curve"]
     assert curve["steps"] == [1, 2] and len(curve["mean_loss"]) == 2  # one point per step when steps < 20
-    for name in ("attention.png", "stride.png", "orthoformer.png"):
+    for name in ("attention.png", "stride.png", "orthoformer.png", "loss.png"):
         with Image.open(tmp_path / name) as image:
             assert image.format == "PNG" and image.width > 100
 
@@ -97,6 +98,9 @@ def test_run_writes_reports_and_resumes(tmp_path, monkeypatch):
                         {**report["runs"][1], "seed": seed})
     bench.run_benchmark(tmp_path, budget=TINY, seeds=2, workers=1, arms=ARMS, progress=False)
     assert calls == [("joint", 1)]
+    history = json.loads((tmp_path / "results.json").read_text())["history"]
+    assert [entry["jobs_run"] for entry in history] == [8, 1]  # the resumed invocation adds its own time
+    assert "for 9 jobs, in 2 invocation(s)." in (tmp_path / "results.md").read_text()
     calls.clear()
     bench.run_benchmark(tmp_path, budget=Budget(**{**TINY.__dict__, "steps": 3}), seeds=1, workers=1, arms=ARMS[:1],
                         progress=False)

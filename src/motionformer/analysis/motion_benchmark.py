@@ -30,7 +30,7 @@ with the other workers busy beside it: compare them within one run only.
 
 Each finished job is written at once to ``OUT/runs/`` (atomically); a rerun with the same budget skips those, so an
 interrupted run resumes. At the end: ``results.json``, ``results.md`` and the charts ``attention.png``,
-``stride.png``, ``orthoformer.png``.
+``stride.png``, ``orthoformer.png`` and ``loss.png`` (training loss against steps, per group).
 """
 
 from __future__ import annotations
@@ -340,15 +340,43 @@ def run_benchmark(out: str | os.PathLike, *, budget: Budget = FULL, seeds: int =
             for count, future in enumerate(as_completed(futures), 1):
                 finished(count, *futures[future], future.result())
     summary = summarise(arms, records, seeds)
+    history = _history(out / "results.json", budget)
+    if total:
+        history.append({"jobs_run": total, "run_seconds": round(time.perf_counter() - started, 1),
+                        "workers": workers, "device": device, "cpu_count": os.cpu_count()})
     report = {"budget": asdict(budget), "seeds": seeds, "workers": workers, "device": device,
-              "chance": 1 / NUM_CLASSES, "torch": torch.__version__, "jobs_run": total,
-              "run_seconds": time.perf_counter() - started, "cpu_count": os.cpu_count(),
+              "chance": 1 / NUM_CLASSES, "torch": torch.__version__, "history": history,
               "rows": summary, "runs": [records[arm.slug, seed] for arm in arms for seed in range(seeds)]}
     _write_json(out / "results.json", report)
-    table = markdown_table(summary, budget, seeds, run=(total, len(arms) * seeds, report["run_seconds"]))
+    table = markdown_table(summary, budget, seeds, history)
     atomic_write(out / "results.md", lambda temp: Path(temp).write_text(table))
     write_charts(out, summary)
     return report
+
+
+def _history(path: Path, budget: Budget) -> list[dict[str, Any]]:
+    """The invocations that trained jobs into this folder under this budget, from its previous ``results.json``."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(previous, dict) or previous.get("budget") != asdict(budget):
+        return []
+    if "history" in previous:
+        return list(previous["history"])
+    if previous.get("jobs_run"):  # written before the history was kept: one invocation
+        return [{key: previous[key] for key in ("jobs_run", "run_seconds", "workers", "device") if key in previous}]
+    return []
+
+
+def _mean_curve(runs: list[dict[str, Any]]) -> dict[str, list[float]] | None:
+    """The runs' loss curves averaged point by point (None when a record predates them)."""
+    curves = [run.get("loss_curve") for run in runs]
+    if not all(curves):
+        return None
+    return {"steps": curves[0]["steps"],
+            "mean_loss": [round(statistics.fmean(values), 4) for values in zip(*(c["mean_loss"] for c in curves),
+                                                                                 strict=True)]}
 
 
 def summarise(arms: tuple[Arm, ...], records: dict[tuple[str, int], dict[str, Any]], seeds: int
@@ -363,14 +391,19 @@ def summarise(arms: tuple[Arm, ...], records: dict[tuple[str, int], dict[str, An
             "top1_runs": top1, "paper_ssv2": arm.paper, "params": runs[0]["params"], "macs": runs[0]["macs"],
             "memory_mb": runs[0]["memory_bytes"] / 2**20,
             "step_ms": 1e3 * statistics.median(run["step_seconds"] for run in runs),
+            "loss_curve": _mean_curve(runs),
         })
     return rows
 
 
 def markdown_table(rows: list[dict[str, Any]], budget: Budget, seeds: int,
-                   run: tuple[int, int, float] | None = None) -> str:
-    """The report's table; ``run``: (jobs trained, jobs in all, wall seconds) of the invocation that wrote it."""
-    wall = f" This run trained {run[0]} of the {run[1]} jobs in {run[2] / 60:.1f} min wall." if run else ""
+                   history: list[dict[str, Any]] | None = None) -> str:
+    """The report's table; ``history``: the invocations that trained its jobs (``run_benchmark`` keeps it)."""
+    wall = ""
+    if history:
+        minutes = sum(entry["run_seconds"] for entry in history) / 60
+        wall = (f" Wall time: {minutes:.1f} min for {sum(entry['jobs_run'] for entry in history)} jobs, "
+                f"in {len(history)} invocation(s).")
     lines = [f"Top-1 (%) on {budget.val_clips} validation clips, mean ± std over {seeds} seed(s); chance "
              f"{100 / NUM_CLASSES:.0f}%. Budget: {budget.steps} steps of batch {budget.batch_size}, lr {budget.lr:g}, "
              f"width {budget.width}, depth {budget.depth}, {budget.heads} heads, {budget.num_frames} frames (tubelet "
@@ -414,40 +447,80 @@ def _bar_chart(path: Path, title: str, rows: list[dict[str, Any]]) -> None:
     image.save(path, format="PNG")
 
 
-def _stride_chart(path: Path, rows: list[dict[str, Any]]) -> None:
-    from PIL import Image, ImageDraw
+_PALETTE = ((200, 90, 40), (60, 150, 60), (60, 90, 200), (150, 60, 170), (20, 160, 170), (120, 120, 120),
+            (210, 160, 20), (230, 80, 140), (90, 60, 30))
 
-    series: dict[str, list[tuple[int, float]]] = {}
+
+def _line_panel(image: Any, box: tuple[int, int, int, int], title: str, series: dict[str, list[tuple[float, float]]],
+                y_range: tuple[float, float], x_at: Any, x_ticks: list[float], reference: float | None = None) -> None:
+    """Draw one panel of lines into ``image``: box (left, top, right, bottom) of the plot area; ``x_at`` maps an x
+    value to [0, 1] along the axis; a grey dashed line at ``reference`` (chance, or ln 10)."""
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(image)
+    left, top, right, bottom = box
+    low, high = y_range
+
+    def y_at(y: float) -> float:
+        return bottom - (min(max(y, low), high) - low) / (high - low) * (bottom - top)
+
+    def point(x: float, y: float) -> tuple[float, float]:
+        return left + x_at(x) * (right - left), y_at(y)
+
+    draw.text((left, top - 30), title, fill="black")
+    for i in range(6):
+        value = low + (high - low) * i / 5
+        y = y_at(value)
+        draw.line([left, y, right, y], fill=(230, 230, 230))
+        draw.text((left - 40, y - 6), f"{value:g}", fill="grey")
+    for tick in x_ticks:
+        draw.text((left + x_at(tick) * (right - left) - 8, bottom + 6), f"{tick:g}", fill="grey")
+    if reference is not None:
+        y = y_at(reference)
+        for x in range(left, right, 8):
+            draw.line([x, y, min(x + 4, right), y], fill=(150, 150, 150))
+    for index, (name, points) in enumerate(series.items()):
+        colour = _PALETTE[index % len(_PALETTE)]
+        xy = [point(x, y) for x, y in sorted(points)]
+        if len(xy) > 1:
+            draw.line(xy, fill=colour, width=2)
+        for x, y in xy:
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+        draw.text((right + 10, top + 14 * index), name, fill=colour)
+
+
+def _stride_chart(path: Path, rows: list[dict[str, Any]]) -> None:
+    from PIL import Image
+
+    series: dict[str, list[tuple[float, float]]] = {}
     for row in rows:
         if row["group"] in ("attention", "stride") and row["name"].split()[0] in ("joint", "divided", "trajectory") \
                 and row["name"] not in ("trajectory Avg_T", "trajectory Norm_ST"):
             series.setdefault(row["name"].split()[0], []).append((row["stride"], row["top1_mean"]))
     strides = sorted({s for points in series.values() for s, _ in points})
-    width, height, left, top, right, bottom = 640, 400, 50, 40, 120, 40
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((10, 10), "Figure 3 in miniature: top-1 (%) against temporal stride", fill="black")
+    image = Image.new("RGB", (640, 400), "white")
+    _line_panel(image, (50, 60, 520, 360), "Figure 3 in miniature: top-1 (%) against temporal stride",
+                dict(sorted(series.items())), (0, 100), lambda s: strides.index(s) / max(len(strides) - 1, 1),
+                strides, reference=100 / NUM_CLASSES)
+    image.save(path, format="PNG")
 
-    def x_of(stride: int) -> float:
-        position = strides.index(stride) / max(len(strides) - 1, 1)
-        return left + position * (width - left - right)
 
-    def y_of(value: float) -> float:
-        return top + (100 - value) / 100 * (height - top - bottom)
+def _loss_chart(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Training loss (mean over seeds) against steps, one panel per group; ln 10 marks the initial plateau."""
+    from PIL import Image
 
-    for tick in range(0, 101, 20):
-        draw.line([left, y_of(tick), width - right, y_of(tick)], fill=(230, 230, 230))
-        draw.text((10, y_of(tick) - 6), str(tick), fill="grey")
-    for stride in strides:
-        draw.text((x_of(stride) - 4, height - bottom + 8), str(stride), fill="grey")
-    colours = {"joint": (200, 90, 40), "divided": (60, 150, 60), "trajectory": (60, 90, 200)}
-    for index, (name, points) in enumerate(sorted(series.items())):
-        points = sorted(points)
-        xy = [(x_of(s), y_of(v)) for s, v in points]
-        draw.line(xy, fill=colours.get(name, "black"), width=3)
-        for x, y in xy:
-            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colours.get(name, "black"))
-        draw.text((width - right + 10, top + 16 * index), name, fill=colours.get(name, "black"))
+    groups = list(dict.fromkeys(row["group"] for row in rows if row.get("loss_curve")))
+    panel = 260
+    image = Image.new("RGB", (760, 20 + panel * len(groups)), "white")
+    last = max(row["loss_curve"]["steps"][-1] for row in rows if row.get("loss_curve"))
+    ticks = [round(last * i / 4) for i in range(5)]
+    for index, group in enumerate(groups):
+        series = {row["name"]: list(zip(row["loss_curve"]["steps"], row["loss_curve"]["mean_loss"], strict=True))
+                  for row in rows if row["group"] == group and row.get("loss_curve")}
+        top = 50 + panel * index
+        _line_panel(image, (60, top, 560, top + panel - 70), f"{group}: training loss (mean over seeds) by step; "
+                    f"dashed: ln {NUM_CLASSES}, the plateau", series, (0.5, 2.5), lambda s: s / last, ticks,
+                    reference=math.log(NUM_CLASSES))
     image.save(path, format="PNG")
 
 
@@ -463,4 +536,6 @@ def write_charts(out: Path, rows: list[dict[str, Any]]) -> None:
             atomic_write(out / name, lambda temp, t=title, s=selected: _bar_chart(Path(temp), t, s))
     if any(r["group"] == "stride" for r in rows):
         atomic_write(out / "stride.png", lambda temp: _stride_chart(Path(temp), rows))
+    if any(r.get("loss_curve") for r in rows):
+        atomic_write(out / "loss.png", lambda temp: _loss_chart(Path(temp), rows))
 
