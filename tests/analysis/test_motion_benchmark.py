@@ -139,3 +139,14 @@ def test_the_loss_curve_has_twenty_points_and_the_background_level_changes_the_c
     dim, black = (bench._clips(Arm("g", "a", size=16), Budget(**{**TINY.__dict__, "background_level": level}),
                                labels, seeds, None) for level in (0.3, 0.0))
     assert (black == -1).float().mean() > 0.5 and (dim == -1).float().mean() < 0.1  # black is -1 after scaling
+
+
+def test_off_plateau_counts_the_seeds_whose_final_loss_fell_below_ln_10():
+    stuck, learnt = {"final_train_loss": 2.30}, {"final_train_loss": 1.9}
+    assert not bench.left_plateau(stuck) and bench.left_plateau(learnt)
+    assert not bench.left_plateau({"final_train_loss": np.log(10) - bench.PLATEAU_MARGIN + 1e-3})
+    common = {"top1": 0.1, "params": 1, "macs": 1, "memory_bytes": 1, "step_seconds": 1.0}
+    records = {(ARMS[0].slug, 0): {**common, **stuck}, (ARMS[0].slug, 1): {**common, **learnt}}
+    rows = bench.summarise(ARMS[:1], records, seeds=2)
+    assert rows[0]["off_plateau"] == 1 and rows[0]["loss_curve"] is None  # records without curves still summarise
+    assert "| attention | joint | 10.0 ± 0.0 | 1/2 |" in bench.markdown_table(rows, TINY, 2)

@@ -63,6 +63,9 @@ from motionformer.models.weights import atomic_write
 __all__ = ["ARMS", "Arm", "Budget", "run_benchmark", "train_arm"]
 
 NUM_CLASSES = len(MOTION_CLASSES)
+# A job has left the initial plateau (loss ln 10, uniform predictions) when its mean training loss over the last tenth
+# of the steps is at least this far below ln 10.
+PLATEAU_MARGIN = 0.1
 _VAL_SEED = 1_000_003  # validation clips come from this seed's stream; training streams are seeded [seed, 1]
 
 
@@ -379,6 +382,11 @@ def _mean_curve(runs: list[dict[str, Any]]) -> dict[str, list[float]] | None:
                                                                                  strict=True)]}
 
 
+def left_plateau(record: dict[str, Any]) -> bool:
+    """Whether a job's final training loss is ``PLATEAU_MARGIN`` or more below ln 10 (it learnt something)."""
+    return record["final_train_loss"] < math.log(NUM_CLASSES) - PLATEAU_MARGIN
+
+
 def summarise(arms: tuple[Arm, ...], records: dict[tuple[str, int], dict[str, Any]], seeds: int
               ) -> list[dict[str, Any]]:
     rows = []
@@ -388,7 +396,8 @@ def summarise(arms: tuple[Arm, ...], records: dict[tuple[str, int], dict[str, An
         rows.append({
             "group": arm.group, "name": arm.name, "stride": arm.stride, "pan": arm.pan,
             "top1_mean": statistics.fmean(top1), "top1_std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
-            "top1_runs": top1, "paper_ssv2": arm.paper, "params": runs[0]["params"], "macs": runs[0]["macs"],
+            "top1_runs": top1, "off_plateau": sum(left_plateau(run) for run in runs), "paper_ssv2": arm.paper,
+            "params": runs[0]["params"], "macs": runs[0]["macs"],
             "memory_mb": runs[0]["memory_bytes"] / 2**20,
             "step_ms": 1e3 * statistics.median(run["step_seconds"] for run in runs),
             "loss_curve": _mean_curve(runs),
@@ -408,12 +417,14 @@ def markdown_table(rows: list[dict[str, Any]], budget: Budget, seeds: int,
              f"{100 / NUM_CLASSES:.0f}%. Budget: {budget.steps} steps of batch {budget.batch_size}, lr {budget.lr:g}, "
              f"width {budget.width}, depth {budget.depth}, {budget.heads} heads, {budget.num_frames} frames (tubelet "
              f"{budget.tubelet}), background level {budget.background_level:g}. MACs of one clip; memory of one "
-             f"training step; time per step median, one thread.{wall}",
-             "", "| group | arm | top-1 | paper SSv2 | params | MMACs | memory MB | ms/step |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"training step; time per step median, one thread. Off plateau: seeds whose final training loss "
+             f"(last tenth of the steps) is at least {PLATEAU_MARGIN:g} below ln {NUM_CLASSES}.{wall}",
+             "", "| group | arm | top-1 | off plateau | paper SSv2 | params | MMACs | memory MB | ms/step |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         paper = f"{row['paper_ssv2']:.1f}" if row["paper_ssv2"] is not None else "-"
-        lines.append(f"| {row['group']} | {row['name']} | {row['top1_mean']:.1f} ± {row['top1_std']:.1f} | {paper} "
+        lines.append(f"| {row['group']} | {row['name']} | {row['top1_mean']:.1f} ± {row['top1_std']:.1f} "
+                     f"| {row['off_plateau']}/{len(row['top1_runs'])} | {paper} "
                      f"| {row['params'] / 1e3:.0f}k | {row['macs'] / 1e6:.1f} | {row['memory_mb']:.0f} "
                      f"| {row['step_ms']:.0f} |")
     return "\n".join(lines) + "\n"
