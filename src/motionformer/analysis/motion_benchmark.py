@@ -43,6 +43,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -253,7 +254,7 @@ def train_arm(arm: Arm, budget: Budget, seed: int, device: str = "cpu", threads:
         "group": arm.group, "name": arm.name, "seed": seed,
         "top1": _accuracy(model, val_video, val_labels, device_),
         "final_train_loss": sum(tail) / len(tail),
-        "loss_curve": {"steps": [int(sum(map(len, bins[:i + 1]))) for i in range(len(bins))],
+        "loss_curve": {"steps": np.cumsum([len(b) for b in bins]).tolist(),
                        "mean_loss": [round(float(b.mean()), 4) for b in bins]},
         "params": count_parameters(model), "macs": count_flops(model),
         "memory_bytes": memory, "step_seconds": statistics.median(step_times),
@@ -365,11 +366,7 @@ def _history(path: Path, budget: Budget) -> list[dict[str, Any]]:
         return []
     if not isinstance(previous, dict) or previous.get("budget") != asdict(budget):
         return []
-    if "history" in previous:
-        return list(previous["history"])
-    if previous.get("jobs_run"):  # written before the history was kept: one invocation
-        return [{key: previous[key] for key in ("jobs_run", "run_seconds", "workers", "device") if key in previous}]
-    return []
+    return list(previous.get("history", []))
 
 
 def _mean_curve(runs: list[dict[str, Any]]) -> dict[str, list[float]] | None:
@@ -463,9 +460,11 @@ _PALETTE = ((200, 90, 40), (60, 150, 60), (60, 90, 200), (150, 60, 170), (20, 16
 
 
 def _line_panel(image: Any, box: tuple[int, int, int, int], title: str, series: dict[str, list[tuple[float, float]]],
-                y_range: tuple[float, float], x_at: Any, x_ticks: list[float], reference: float | None = None) -> None:
+                y_range: tuple[float, float], x_at: Callable[[float], float], x_ticks: list[float],
+                reference: float | None = None) -> None:
     """Draw one panel of lines into ``image``: box (left, top, right, bottom) of the plot area; ``x_at`` maps an x
-    value to [0, 1] along the axis; a grey dashed line at ``reference`` (chance, or ln 10)."""
+    value to [0, 1] along the axis; y values outside ``y_range`` are drawn at its edge; a grey dashed line at
+    ``reference`` (chance, or ln 10)."""
     from PIL import ImageDraw
 
     draw = ImageDraw.Draw(image)
