@@ -135,6 +135,18 @@ def list_presets() -> list[str]:
     return sorted(path.stem for path in _presets_dir().glob(f"*{PRESET_SUFFIX}"))
 
 
+def describe_preset(name: str) -> str:
+    """The first sentence of the comment that opens a preset's YAML file ("" when it has none)."""
+    lines = []
+    for line in preset_path(name).read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    text = " ".join(lines)
+    end = text.find(". ")
+    return text if end < 0 else text[:end + 1]
+
+
 def preset_path(name_or_path: str | Path) -> Path:
     """The YAML file of a preset name, or ``name_or_path`` itself when it is a file."""
     path = Path(name_or_path)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -122,12 +123,12 @@ def _giga(value: float) -> str:
     return f"{value / 1e9:.1f}" if value >= 1e10 else f"{value / 1e9:.3g}"
 
 
-def flops_table(name: str, num_frames: int | None = None, img_size: int | None = None) -> str:
+def flops_table(name: str, num_frames: int | None = None, img_size: int | None = None, **overrides: Any) -> str:
     """A small text table: parameters (millions) and multiply-adds (G) of one clip of the named model, for this
     library's computation and, for trajectory attention, the straightforward one, beside the paper's figure
     (shown only for the model's own input size)."""
     with torch.device("meta"):  # no weight data: counting reads shapes only
-        model = create_model(name)
+        model = create_model(name, **overrides)
     frames, size = num_frames or model.num_frames, img_size or model.img_size
     ours = count_flops(model, frames, size)
     straightforward = None
@@ -135,7 +136,7 @@ def flops_table(name: str, num_frames: int | None = None, img_size: int | None =
         straightforward = count_flops(model, frames, size)
         set_reference_attention(model, False)
     native = (frames, size) == (model.num_frames, model.img_size)
-    paper = PAPER_GMACS.get(name) if native else None
+    paper = PAPER_GMACS.get(name) if native and not overrides else None
     cells = [name, f"{frames}x{size}", f"{count_parameters(model) / 1e6:.1f}", _giga(ours),
              "-" if straightforward is None else _giga(straightforward), "-" if paper is None else f"{paper:.1f}"]
     headers = ["model", "input", "params (M)", "GMACs ours", "GMACs straightforward", "paper"]

@@ -1,0 +1,130 @@
+"""Commands that run a model: ``demo``, ``train``, ``test``, ``predict``, ``visualize``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from motionformer.cli.common import add_config_arguments, add_device_argument, load
+
+
+def _train(args: argparse.Namespace) -> int:
+    from motionformer.engine.train import TrainingStopped, train
+
+    try:
+        train(load(args), finetune=args.finetune)
+    except TrainingStopped as stopped:
+        print(f"motionformer train: {stopped}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    from motionformer.engine.evaluate import evaluate_checkpoint
+
+    evaluate_checkpoint(load(args))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from motionformer.engine.evaluate import predict
+
+    answers = predict(args.videos, args.checkpoint, top_k=args.top_k, device=args.device)
+    for video, answer in zip(args.videos, answers, strict=True):
+        print(video)
+        for head, ranked in answer.items():
+            for rank, (name, score) in enumerate(ranked, start=1):
+                label = f"{head} " if head else ""
+                print(f"  {label}{rank}. {name}  {score:.3f}")
+    return 0
+
+
+def _visualize(args: argparse.Namespace) -> int:
+    from motionformer.analysis import attention_maps, parse_point, save_attention_pictures
+
+    x, y, frame = parse_point(args.point)
+    result = attention_maps(args.video, args.checkpoint, (x, y), frame=frame, layer=args.layer, head=args.head,
+                            device=args.device)
+    for path in save_attention_pictures(result, args.out):
+        print(path)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from motionformer.engine.demo import run_demo
+
+    result = run_demo(args.dir, epochs=args.epochs, overrides=args.overrides)
+    summary = result.summary
+    print(f"\nmotionformer demo: {summary['epochs']} epochs, {summary['steps']} steps; run folder {result.output_dir}")
+    if summary.get("test_top1") is not None:
+        print(f"test top-1 {summary['test_top1']:.1f}% (top-5 {summary['test_top5']:.1f}%, chance "
+              f"{result.chance:.0f}%) on {int(summary['test_videos'])} held-out videos")
+    print(f"held-out video {result.video} (true class: {result.true_class}):")
+    for rank, (name, score) in enumerate(result.predictions, start=1):
+        print(f"  {rank}. {name}  {score:.3f}")
+    print(f"done in {result.seconds / 60:.1f} min")
+    return 0
+
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser("demo", help="generate synthetic videos, train a small model, test it, predict",
+                               description="The whole job on the synthetic motion data: generate it (if absent), "
+                                           "train the synthetic-tiny preset, test it with several views, and "
+                                           "predict one held-out video. A few minutes on a laptop CPU.")
+    demo.add_argument("--dir", default="motionformer-demo", help="folder for the data and the run")
+    demo.add_argument("--epochs", type=int, default=None, help="training epochs (default: the preset's)")
+    demo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="more config overrides")
+    demo.set_defaults(run=_demo)
+
+
+def _add_train_test(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser("train", help="train a model from a preset or YAML config",
+                                description="Train (or resume: the same command continues from output_dir's last "
+                                            "checkpoint). Under torchrun, every process runs this.")
+    add_config_arguments(train)
+    train.add_argument("--finetune", default=None, metavar="CKPT",
+                       help="start from these weights (a run's .pt, a .safetensors, a released .pyth); the "
+                            "classifier is new where the classes differ")
+    train.set_defaults(run=_train)
+
+    test = commands.add_parser("test", help="multi-view test of a checkpoint",
+                               description="Multi-view test (eval.num_clips x eval.num_crops views, softmax scores "
+                                           "averaged) of checkpoint=PATH on data.test (else data.val); writes "
+                                           "test_metrics.json, predictions.csv and confusion.png to output_dir.")
+    add_config_arguments(test)
+    test.set_defaults(run=_test)
+
+
+def _add_predict_visualize(commands: argparse._SubParsersAction) -> None:
+    predict = commands.add_parser("predict", help="class names and scores for video files",
+                                  description="Top-k classes of each video, from a run's checkpoint, an exported "
+                                              ".safetensors or a released .pyth file, with its test views.")
+    predict.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
+    predict.add_argument("--checkpoint", required=True, help="weights: a run's .pt, a .safetensors, a .pyth")
+    predict.add_argument("--top-k", type=int, default=5, help="classes to show")
+    add_device_argument(predict)
+    predict.set_defaults(run=_predict)
+
+    visualize = commands.add_parser(
+        "visualize", help="trajectory attention of one query point over every frame (the paper's Fig. 4)",
+        description="Draw the attention that the token at one point pays to every frame (eq. 4: a softmax over "
+                    "each frame's patches) in one layer, over the checkpoint's centred test view of VIDEO. Writes "
+                    "DIR/VIDEO_attention.png (a grid of all frames), .gif (animated) and .html (one page with "
+                    "both, the query, layer, head and the top-5 prediction) and prints their paths.")
+    visualize.add_argument("video", metavar="VIDEO", help="a video file")
+    visualize.add_argument("--checkpoint", required=True, help="weights: a run's .pt, a .safetensors, a .pyth")
+    visualize.add_argument("--point", required=True, metavar="X,Y[,T]",
+                           help="the query: X, Y in pixels of the model's input crop (0..crop_size-1, after the "
+                                "short side is resized to crop_size and the centre crop taken), T an input frame "
+                                "of the clip (default: the middle one)")
+    visualize.add_argument("--layer", type=int, default=-1, help="block whose attention to draw (default -1: the last)")
+    visualize.add_argument("--head", type=int, default=None, help="attention head to draw (default: the mean of all)")
+    visualize.add_argument("--out", default=".", metavar="DIR", help="output folder (default: the current one)")
+    add_device_argument(visualize)
+    visualize.set_defaults(run=_visualize)
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    _add_demo(commands)
+    _add_train_test(commands)
+    _add_predict_visualize(commands)
