@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import re
 import shutil
@@ -16,6 +17,7 @@ from PIL import Image
 from motionformer.analysis import (
     animation_gif,
     attention_maps,
+    colour_scale,
     grid_png,
     html_page,
     overlay_frames,
@@ -27,6 +29,7 @@ from motionformer.data.datasets import VideoClipDataset, VideoEntry
 from motionformer.data.sampling import UniformClipSampler
 from motionformer.data.synthetic import generate
 from motionformer.data.transforms import test_transform
+from motionformer.engine.evaluate import predict
 from motionformer.models.registry import create_model
 from motionformer.models.weights import save_model
 
@@ -35,6 +38,7 @@ TINY = {"num_classes": 10, "img_size": 32, "patch_size": 8, "num_frames": 4, "em
         "num_heads": 2}
 SCALE = 6  # 32-pixel frames are drawn 6x (>= 192 pixels)
 PANEL = (32 * SCALE, 32 * SCALE + 16)  # (width, height) of one panel: the frame under a 16-pixel caption
+SCALE_HEIGHT = 28  # the colour scale under the grid and under every GIF frame
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +88,34 @@ def test_one_head_and_the_default_middle_frame(files):
 
 def test_grid_and_gif_sizes(result):
     grid = Image.open(io.BytesIO(grid_png(result)))
-    assert grid.format == "PNG" and grid.size == (4 * PANEL[0] + 5 * 4, 20 + PANEL[1] + 2 * 4)  # 4 columns, 1 row
+    # 4 columns, 1 row, the colour scale under them
+    assert grid.format == "PNG" and grid.size == (4 * PANEL[0] + 5 * 4, 20 + PANEL[1] + 2 * 4 + SCALE_HEIGHT)
     gif = Image.open(io.BytesIO(animation_gif(result)))
-    assert gif.format == "GIF" and gif.size == PANEL and gif.n_frames == 4 and gif.info["loop"] == 0
+    assert gif.format == "GIF" and gif.size == (PANEL[0], PANEL[1] + SCALE_HEIGHT)
+    assert gif.n_frames == 4 and gif.info["loop"] == 0
+
+
+def test_colour_scale_runs_from_zero_to_the_largest_weight(result):
+    strip = colour_scale(200, 0.25)
+    assert strip.size == (200, SCALE_HEIGHT)
+    assert strip.getpixel((4, 6)) == (0, 0, 4) and strip.getpixel((195, 6)) == (252, 255, 164)  # the ramp's ends
+    grid = Image.open(io.BytesIO(grid_png(result))).convert("RGB")
+    assert grid.getpixel((4, grid.height - SCALE_HEIGHT + 6)) == (0, 0, 4)
+    assert grid.getpixel((grid.width - 5, grid.height - SCALE_HEIGHT + 6)) == (252, 255, 164)
+    labelled = np.asarray(strip)[14:]  # the labels differ with the peak they name
+    assert not np.array_equal(labelled, np.asarray(colour_scale(200, 0.5))[14:])
+
+
+def test_prediction_is_the_predict_commands_for_the_view_and_the_checkpoint_is_read_once(files, monkeypatch):
+    module = importlib.import_module("motionformer.analysis.attention_maps")
+    reads = []
+    original = module.model_from_weights
+    monkeypatch.setattr(module, "model_from_weights", lambda path: reads.append(path) or original(path))
+    drawn = attention_maps(files["video"], files["checkpoint"], (9, 17), device="cpu")
+    expected = predict([files["video"]], files["checkpoint"], top_k=5, device="cpu", num_clips=1, num_crops=1)[0]
+    assert reads == [files["checkpoint"]]
+    assert [name for name, _ in drawn.prediction[""]] == [name for name, _ in expected[""]]
+    torch.testing.assert_close([score for _, score in drawn.prediction[""]], [score for _, score in expected[""]])
 
 
 def test_query_is_marked_on_its_frame_only(result):

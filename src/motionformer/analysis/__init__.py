@@ -4,6 +4,7 @@ from motionformer.analysis.attention_maps import (
     AttentionMaps,
     animation_gif,
     attention_maps,
+    colour_scale,
     grid_png,
     html_page,
     overlay_frames,
@@ -11,5 +12,5 @@ from motionformer.analysis.attention_maps import (
     save_attention_pictures,
 )
 
-__all__ = ["AttentionMaps", "animation_gif", "attention_maps", "grid_png", "html_page", "overlay_frames",
-           "parse_point", "save_attention_pictures"]
+__all__ = ["AttentionMaps", "animation_gif", "attention_maps", "colour_scale", "grid_png", "html_page",
+           "overlay_frames", "parse_point", "save_attention_pictures"]

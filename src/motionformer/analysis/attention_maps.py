@@ -32,14 +32,14 @@ from motionformer.data.sampling import UniformClipSampler
 from motionformer.data.transforms import frames_to_video, short_side_resize, spatial_crops, test_transform
 from motionformer.engine.build import model_from_weights
 from motionformer.engine.distributed import resolve_device
-from motionformer.engine.evaluate import predict
+from motionformer.engine.evaluate import predict_views, top_classes
 from motionformer.models.motionformer import AttentionType
 from motionformer.models.weights import atomic_write
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AttentionMaps", "animation_gif", "attention_maps", "grid_png", "html_page", "overlay_frames",
-           "parse_point", "save_attention_pictures"]
+__all__ = ["AttentionMaps", "animation_gif", "attention_maps", "colour_scale", "grid_png", "html_page",
+           "overlay_frames", "parse_point", "save_attention_pictures"]
 
 # Heat colours from low to high attention (an inferno-like ramp), RGB 0..255, evenly spaced over [0, 1].
 _RAMP = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32)
@@ -48,6 +48,7 @@ _BACKGROUND = (32, 32, 32)
 _TEXT = (235, 235, 235)
 _LABEL_HEIGHT = 16  # pixels of the caption strip above each panel
 _GAP = 4  # pixels between panels
+_SCALE_HEIGHT = 28  # pixels of the colour scale under the panels: a 10-pixel ramp over its labels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +111,7 @@ def attention_maps(video: str | os.PathLike, checkpoint: str | os.PathLike, poin
     video = Path(video)
     if not video.exists():
         raise FileNotFoundError(f"video not found: {video}")
-    model, _, spec = model_from_weights(checkpoint)
+    model, class_names, spec = model_from_weights(checkpoint)
     if model.attention is not AttentionType.TRAJECTORY:
         raise ValueError(f"{checkpoint}: attention maps need a trajectory-attention model, this one uses "
                          f"{model.attention.value} attention")
@@ -138,10 +139,11 @@ def attention_maps(video: str | os.PathLike, checkpoint: str | os.PathLike, poin
     clip = test_transform(crop_size=crop, num_crops=1, mean=spec["mean"], std=spec["std"])(raw)  # (1, 3, F, crop, crop)
     token = (frame // model.tubelet_size, y // model.patch_size, x // model.patch_size)
     target = resolve_device(device)
+    model, clip = model.to(target).eval(), clip.to(target)
     with torch.no_grad():
-        maps = model.to(target).eval().trajectory_attention_maps(clip.to(target), token, layers=[layer])[layer]
+        maps = model.trajectory_attention_maps(clip, token, layers=[layer])[layer]
     log.info("query (x=%d, y=%d, frame %d) -> token (t=%d, row=%d, col=%d), layer %d", x, y, frame, *token, layer)
-    prediction = predict([video], checkpoint, top_k=top_k, device=device, num_clips=1, num_crops=1)[0]
+    prediction = top_classes(predict_views(model, clip[None]), class_names, top_k)[0]
     return AttentionMaps(video=video, checkpoint=Path(checkpoint), frames=frames,
                          maps=maps[0].float().cpu(), point=(x, y), frame=frame, token=token, layer=layer, head=head,
                          tubelet_size=model.tubelet_size, patch_size=model.patch_size, prediction=prediction)
@@ -187,6 +189,31 @@ def overlay_frames(result: AttentionMaps, *, min_size: int = 192, alpha: float =
     return panels
 
 
+def colour_scale(width: int, peak: float) -> Image.Image:
+    """A strip ``width`` pixels wide: the heat colours from weight 0 to ``peak`` (the largest weight drawn, which
+    ``overlay_frames`` blends at opacity ``alpha``), labelled with both ends."""
+    strip = Image.new("RGB", (width, _SCALE_HEIGHT), _BACKGROUND)
+    length = width - 2 * _GAP
+    ramp = _colour(np.linspace(0.0, 1.0, length))  # (length, 3)
+    bar = np.broadcast_to(ramp[None], (10, length, 3)).round().astype(np.uint8)
+    strip.paste(Image.fromarray(np.ascontiguousarray(bar)), (_GAP, 2))
+    draw = ImageDraw.Draw(strip)
+    top = 14
+    draw.text((_GAP, top), "0", fill=_TEXT)
+    label, peak_label = "attention weight", f"{peak:.3f}"
+    draw.text(((width - draw.textlength(label)) / 2, top), label, fill=_TEXT)
+    draw.text((width - _GAP - draw.textlength(peak_label), top), peak_label, fill=_TEXT)
+    return strip
+
+
+def _with_scale(panel: Image.Image, peak: float) -> Image.Image:
+    """``panel`` with ``colour_scale`` under it."""
+    framed = Image.new("RGB", (panel.width, panel.height + _SCALE_HEIGHT), _BACKGROUND)
+    framed.paste(panel, (0, 0))
+    framed.paste(colour_scale(panel.width, peak), (0, panel.height))
+    return framed
+
+
 def _title(result: AttentionMaps) -> str:
     x, y = result.point
     return (f"{result.video.name}: query (x={x}, y={y}) in frame {result.frame}, layer {result.layer}, "
@@ -194,7 +221,8 @@ def _title(result: AttentionMaps) -> str:
 
 
 def grid_png(result: AttentionMaps, *, min_size: int = 192) -> bytes:
-    """The overlays of ``overlay_frames`` in a grid (4 columns up to 8 frames, else 8) under a title line: PNG."""
+    """The overlays of ``overlay_frames`` in a grid (4 columns up to 8 frames, else 8) under a title line, over
+    ``colour_scale``: PNG."""
     panels = overlay_frames(result, min_size=min_size)
     columns = min(len(panels), 4 if len(panels) <= 8 else 8)
     rows = math.ceil(len(panels) / columns)
@@ -207,13 +235,15 @@ def grid_png(result: AttentionMaps, *, min_size: int = 192) -> bytes:
         row, column = divmod(index, columns)
         grid.paste(panel, (_GAP + column * (width + _GAP), title_height + _GAP + row * (height + _GAP)))
     buffer = io.BytesIO()
-    grid.save(buffer, format="PNG", optimize=True)
+    _with_scale(grid, float(result.heatmap.max())).save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
 
 
 def animation_gif(result: AttentionMaps, *, min_size: int = 192, frame_ms: int = 300) -> bytes:
-    """The overlays of ``overlay_frames`` as an endlessly looping GIF, ``frame_ms`` milliseconds per frame."""
-    panels = overlay_frames(result, min_size=min_size)
+    """The overlays of ``overlay_frames``, each over ``colour_scale``, as an endlessly looping GIF, ``frame_ms``
+    milliseconds per frame."""
+    peak = float(result.heatmap.max())
+    panels = [_with_scale(panel, peak) for panel in overlay_frames(result, min_size=min_size)]
     buffer = io.BytesIO()
     panels[0].save(buffer, format="GIF", save_all=True, append_images=panels[1:], duration=frame_ms, loop=0)
     return buffer.getvalue()
@@ -264,7 +294,8 @@ img {{ image-rendering: pixelated; max-width: 100%; }}
 <body>
 <h1>{title}</h1>
 <p>The attention that the query token pays to every frame (eq. 4 of Patrick et al., 2021: a softmax over each
-frame's patches). Brighter is more attention; colours are scaled by the largest weight over all frames.</p>
+frame's patches). Brighter is more attention; the colour scale under the pictures runs from 0 to the largest
+weight over all frames.</p>
 <table>
 {rows}
 </table>

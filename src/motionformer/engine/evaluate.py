@@ -187,17 +187,20 @@ def predict(videos: Sequence[str | Path], checkpoint: str | Path, *, top_k: int 
             raise ValueError(f"{videos[index]}: cannot be read ({error})") from error
         clip = torch.cat([item["video"] for item in views])[None].to(target)  # (1, views x crops, 3, T, H, W)
         results.append(predict_views(model, clip))
+    return [top_classes(scores, class_names, top_k)[0] for scores in results]
 
-    def names_of(head: str) -> Sequence[str] | None:
-        return class_names.get(head) if isinstance(class_names, Mapping) else class_names
 
+def top_classes(scores: torch.Tensor | Mapping[str, torch.Tensor], class_names: Any, top_k: int
+                ) -> list[dict[str, list[tuple[str, float]]]]:
+    """The ``top_k`` classes of each row of ``scores`` ((B, K), or per head) with their names:
+    [{head: [(name, score), ...]}] (the head is ``""`` for single-head models)."""
+    heads = dict(scores) if isinstance(scores, Mapping) else {"": scores}
     answers = []
-    for scores in results:
-        heads = scores.items() if isinstance(scores, Mapping) else [("", scores)]
+    for row in range(len(next(iter(heads.values())))):
         answer = {}
-        for head, values in heads:
-            top = values[0].topk(min(top_k, values.shape[-1]))
-            names = names_of(head)
+        for head, values in heads.items():
+            names = class_names.get(head) if isinstance(class_names, Mapping) else class_names
+            top = values[row].topk(min(top_k, values.shape[-1]))
             answer[head] = [(names[i] if names else str(i), float(score))
                             for score, i in zip(top.values, top.indices.tolist(), strict=True)]
         answers.append(answer)
