@@ -95,3 +95,73 @@ def test_data_check_command(dataset, capsys):
     (dataset / "good.csv").write_text("good0.mp4 0\n")
     assert main(["data", "check", str(dataset / "good.csv")]) == 0
     assert main(["data", "check", str(dataset / "absent.csv")]) == 2
+
+
+def _claim_longer_duration(path, factor: float) -> None:
+    """Multiply the Matroska segment's stated Duration (element 0x4489, a float) by ``factor`` in place."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x44\x89")
+    width = data[at + 2] & 0x7F
+    fmt = ">d" if width == 8 else ">f"
+    (stated,) = struct.unpack(fmt, data[at + 3:at + 3 + width])
+    data[at + 3:at + 3 + width] = struct.pack(fmt, stated * factor)
+    path.write_bytes(data)
+
+
+def test_a_stated_duration_past_the_stream_fails(tmp_path):
+    make_video(tmp_path / "honest.mkv", 30, size=(32, 32), gop=10)
+    _claim_longer_duration(make_video(tmp_path / "liar.mkv", 30, size=(32, 32), gop=10), 1000)
+    (tmp_path / "list.csv").write_text("honest.mkv 0\nliar.mkv 0\n")
+    report = check_videos(read_annotations(tmp_path / "list.csv"), progress=False)
+    assert (report.checked, report.ok) == (2, 1)
+    assert report.failed == [{"path": str(tmp_path / "liar.mkv"),
+                              "reason": "the container states a duration of 1000.00 s but its video stream ends "
+                                        "at 1.00 s"}]
+
+
+def test_an_interrupted_check_reports_what_it_checked(dataset, capsys, monkeypatch):
+    import motionformer.data.check as check
+
+    real = check._check_video
+    calls = []
+
+    def interrupted_at_the_fourth(path, entries, threads):
+        calls.append(path)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(path, entries, threads)
+
+    monkeypatch.setattr(check, "_check_video", interrupted_at_the_fourth)
+    assert run_check(dataset / "list.csv", dataset) == 130
+    out = capsys.readouterr().out
+    assert "  missing.mp4: missing" in out  # found before the interrupt, written as found
+    assert "interrupted: checked 3 videos, 2 ok, 1 failed of 7 listed" in out
+
+    calls.clear()
+    assert run_check(dataset / "list.csv", dataset, json_output=True) == 130
+    assert json.loads(capsys.readouterr().out) == {"checked": 3, "ok": 2, "failed": [
+        {"path": "missing.mp4", "reason": "missing: no such file or frame folder"}], "interrupted": True, "total": 7}
+
+
+@pytest.mark.slow
+def test_sigterm_stops_data_check_with_a_report(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    for k in range(3):
+        make_video(tmp_path / f"v{k}.mp4", 8, size=(32, 32))
+    (tmp_path / "list.csv").write_text("".join(f"v{k % 3}.mp4 0\n" for k in range(3)) +
+                                       "".join(f"slow{k}.mp4 0\n" for k in range(10000)))
+    for k in range(10000):
+        (tmp_path / f"slow{k}.mp4").symlink_to(tmp_path / "v0.mp4")
+    process = subprocess.Popen([sys.executable, "-m", "motionformer", "data", "check", str(tmp_path / "list.csv")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err[-2000:]
+    assert "interrupted: checked" in out and "of 10003 listed" in out
