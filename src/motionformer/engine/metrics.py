@@ -40,7 +40,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EPIC_HEADS = ("verb", "noun")
-CONFUSION_TITLE = "confusion matrix (rows: true, columns: predicted)"
+CONFUSION_TITLE = "confusion matrix (rows: true, columns: predicted; numbers: videos)"
+CONFUSION_SCALE = "share of the row"
+_SCALE_RAMP = 10  # pixels: the height of the colour scale's ramp
 # Heat-map end points: a row fraction of 0 is white, 1 is dark blue.
 _LOW, _HIGH = np.array([255.0, 255.0, 255.0]), np.array([8.0, 48.0, 107.0])
 
@@ -405,12 +407,44 @@ def _text_width(draw: ImageDraw.ImageDraw, text: str, font: Any) -> int:
     return int(np.ceil(draw.textlength(text, font=font)))
 
 
+def _draw_counts(draw: ImageDraw.ImageDraw, counts: np.ndarray, fractions: np.ndarray, origin: tuple[int, int],
+                 cell: int, font: Any) -> None:
+    """Each non-zero count centred in its cell (black on light cells, white on dark ones), when the text fits."""
+    line_height = draw.textbbox((0, 0), "0", font=font)[3]
+    if cell < max(_text_width(draw, str(int(counts.max())), font), line_height) + 2:
+        return
+    left, top = origin
+    for (row, column), count in np.ndenumerate(counts):
+        if count == 0:
+            continue
+        text = str(int(count))
+        x = left + column * cell + (cell - _text_width(draw, text, font)) // 2
+        y = top + row * cell + (cell - line_height) // 2
+        draw.text((x, y), text, fill="white" if fractions[row, column] > 0.5 else "black", font=font)
+
+
+def _draw_scale(picture: Image.Image, origin: tuple[int, int], width: int, font: Any) -> None:
+    """The colour scale at ``origin``: a ramp from white (0) to dark blue (1) over its labels."""
+    left, top = origin
+    ramp = _LOW + np.linspace(0.0, 1.0, width)[:, None] * (_HIGH - _LOW)  # (width, 3)
+    bar = np.broadcast_to(ramp.round().astype(np.uint8)[None], (_SCALE_RAMP, width, 3))
+    picture.paste(Image.fromarray(np.ascontiguousarray(bar), "RGB"), (left, top))
+    draw = ImageDraw.Draw(picture)
+    draw.rectangle([left, top, left + width - 1, top + _SCALE_RAMP - 1], outline=(160, 160, 160))
+    below = top + _SCALE_RAMP + 2
+    draw.text((left, below), "0", fill="black", font=font)
+    draw.text((left + (width - _text_width(draw, CONFUSION_SCALE, font)) // 2, below), CONFUSION_SCALE,
+              fill="black", font=font)
+    draw.text((left + width - _text_width(draw, "1", font), below), "1", fill="black", font=font)
+
+
 def save_confusion_picture(matrix: Tensor, path: str | os.PathLike, class_names: Sequence[str] | None = None,
                            max_side: int = 1024) -> Path:
     """Write the row-normalised confusion ``matrix`` ``(K, K)`` as a PNG heat map (atomically); returns its path.
 
-    Each row is divided by its sum (rows without items stay white); 0 is white, 1 dark blue. Every cell is a
-    square of ``cell`` pixels, the largest size (at least 1) for which the picture, with a title line and, when
+    Each row is divided by its sum (rows without items stay white); 0 is white, 1 dark blue, and a colour scale
+    under the grid says so. Cells large enough for the text show their count (none for 0). Every cell is a square
+    of ``cell`` pixels, the largest size (at least 1) for which the picture, with a title line, the scale and, when
     ``class_names`` is given and K <= 40, the names along the left and (rotated) the top, fits in ``max_side``
     pixels; with more classes than that allows the picture is larger than ``max_side``.
     """
@@ -440,10 +474,11 @@ def save_confusion_picture(matrix: Tensor, path: str | os.PathLike, class_names:
     name_width = max(_text_width(measure, name, font) for name in names) if names else 0
     left = name_width + 2 * pad if names else pad
     top = name_width + 2 * pad if names else 0
-    cell = max(1, (max_side - max(left + pad, title_height + top + pad)) // num_classes)
+    scale_height = _SCALE_RAMP + line_height + 3 * pad
+    cell = max(1, (max_side - max(left + pad, title_height + top + scale_height)) // num_classes)
     grid = cell * num_classes
     width = max(left + grid + pad, _text_width(measure, CONFUSION_TITLE, font) + 2 * pad)
-    height = title_height + top + grid + pad
+    height = title_height + top + grid + scale_height
 
     picture = Image.new("RGB", (width, height), "white")
     grid_top = title_height + top
@@ -458,6 +493,8 @@ def save_confusion_picture(matrix: Tensor, path: str | os.PathLike, class_names:
         ImageDraw.Draw(label).text((0, 0), name, fill="black", font=font)
         label = label.rotate(90, expand=True)  # reads bottom to top: (line_height, text_width)
         picture.paste(label, (left + index * cell + offset, grid_top - pad - text_width))
+    _draw_counts(draw, counts.numpy(), fractions, (left, grid_top), cell, font)
+    _draw_scale(picture, (left, grid_top + grid + pad), max(grid, 3 * line_height), font)
 
     path = Path(path)
     atomic_write(path, lambda temp: picture.save(temp, format="PNG"))
