@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -11,6 +12,22 @@ from torch import Tensor
 def head_scale(head_dim: int) -> float:
     """The softmax temperature 1/sqrt(head_dim) used by every attention in the paper."""
     return 1.0 / math.sqrt(head_dim)
+
+
+def full_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """A context with autocast off on ``device``, so that operations on float32 tensors stay float32.
+
+    Autocast casts every matmul to its half dtype, ``.float()`` inputs included: sections that must
+    compute in float32 run inside this context and cast their inputs with ``at_least_float32``.
+    """
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def at_least_float32(x: Tensor) -> Tensor:
+    """``x`` in float32 when it is float16 or bfloat16, else unchanged (float64 stays float64)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def split_frames(num_tokens: int, num_frames: int) -> int:

@@ -30,7 +30,9 @@ def _grouped_attention(q: Tensor, k: Tensor, v: Tensor, num_frames: int, over_ti
     # every group also sees the class key/value: (B, H, G, 1 + group size, D)
     k_g = torch.cat([k[:, :, None, :1].expand(b, h, num_groups, 1, d), k_g], dim=3)
     v_g = torch.cat([v[:, :, None, :1].expand(b, h, num_groups, 1, d), v_g], dim=3)
-    out = F.scaled_dot_product_attention(q_g, k_g, v_g)  # (B, H, G, group size, D)
+    # fused kernels take 4-D inputs only: groups join the head dim, (B, H, G, L, D) -> (B, H*G, L, D)
+    out = F.scaled_dot_product_attention(q_g.flatten(1, 2), k_g.flatten(1, 2), v_g.flatten(1, 2))
+    out = out.unflatten(1, (h, num_groups))  # (B, H, G, group size, D)
     if over_time:
         out = out.transpose(2, 3)
     return torch.cat([cls_out, out.reshape(b, h, n - 1, d)], dim=2)

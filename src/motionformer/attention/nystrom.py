@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from motionformer.attention.common import check_qkv, head_scale, segment_means
+from motionformer.attention.common import at_least_float32, check_qkv, full_precision, head_scale, segment_means
 from motionformer.attention.trajectory import exact_frame_attention
 
 
@@ -35,16 +35,25 @@ def iterative_pinv(a: Tensor, iterations: int = 6) -> Tensor:
 
 def _landmark_kernels(q: Tensor, k_landmarks_from: Tensor, num_landmarks: int, iterations: int
                       ) -> tuple[Tensor, Tensor, Tensor]:
-    """Landmarks and the two small kernels: P_q (..., R, D), S(Q P_k^T) (..., N, R), inverse (..., R, R)."""
-    scale = head_scale(q.shape[-1])
+    """Scaled query landmarks P_q / sqrt(D) (..., R, D), S(Q P_k^T) (..., N, R) and the inverse (..., R, R).
+
+    Queries are scaled before the matmuls, so half-precision logits cannot overflow. The inverse is
+    computed in float32 at least, with autocast off (autocast would run its matmuls in half precision).
+    """
+    q = q * head_scale(q.shape[-1])
     q_landmarks = segment_means(q, num_landmarks)
     k_landmarks = segment_means(k_landmarks_from, num_landmarks)
-    omega1 = torch.softmax(q @ k_landmarks.transpose(-2, -1) * scale, dim=-1)
-    # the inverse is computed in at least float32: under autocast the kernels may be half precision
-    kernel = torch.softmax(q_landmarks @ k_landmarks.transpose(-2, -1) * scale, dim=-1)
-    omega2_inv = iterative_pinv(kernel.float() if kernel.dtype in (torch.float16, torch.bfloat16)
-                                else kernel, iterations)
+    omega1 = torch.softmax(q @ k_landmarks.transpose(-2, -1), dim=-1)
+    with full_precision(q.device):
+        kernel = torch.softmax(at_least_float32(q_landmarks) @ at_least_float32(k_landmarks).transpose(-2, -1), -1)
+        omega2_inv = iterative_pinv(kernel, iterations)
     return q_landmarks, omega1, omega2_inv
+
+
+def _summary(omega2_inv: Tensor, omega3: Tensor, v: Tensor) -> Tensor:
+    """The pseudo-inverse times S(P_q K^T) V, in the inverse's precision with autocast off: (..., R, D)."""
+    with full_precision(v.device):
+        return omega2_inv @ (omega3.to(omega2_inv.dtype) @ v.to(omega2_inv.dtype))
 
 
 def nystrom_attention(q: Tensor, k: Tensor, v: Tensor, num_landmarks: int = 128, *, iterations: int = 6
@@ -56,9 +65,8 @@ def nystrom_attention(q: Tensor, k: Tensor, v: Tensor, num_landmarks: int = 128,
     if num_landmarks >= k.shape[-2] or num_landmarks > q.shape[-2]:
         return F.scaled_dot_product_attention(q, k, v)
     q_landmarks, omega1, omega2_inv = _landmark_kernels(q, k, num_landmarks, iterations)
-    omega3 = torch.softmax(q_landmarks @ k.transpose(-2, -1) * head_scale(q.shape[-1]), dim=-1)  # (..., R, N)
-    summary = omega2_inv.to(v.dtype) @ (omega3 @ v)
-    return omega1 @ summary.to(omega1.dtype)
+    omega3 = torch.softmax(q_landmarks @ k.transpose(-2, -1), dim=-1)  # (..., R, N)
+    return omega1 @ _summary(omega2_inv, omega3, v).to(omega1.dtype)
 
 
 def nystrom_frame_attention(q: Tensor, k: Tensor, v: Tensor, num_frames: int, *, num_landmarks: int = 128,
@@ -78,8 +86,8 @@ def nystrom_frame_attention(q: Tensor, k: Tensor, v: Tensor, num_frames: int, *,
     k_frames = k.unflatten(2, (num_frames, s))  # (B, H, T, S, D)
     v_frames = v.unflatten(2, (num_frames, s))
     # (B, H, 1, R, D) x (B, H, T, D, S) -> (B, H, T, R, S), softmax within each frame
-    omega3 = torch.softmax(q_landmarks.unsqueeze(2) @ k_frames.transpose(-2, -1) * head_scale(d), dim=-1)
-    summary = omega2_inv.unsqueeze(2).to(v.dtype) @ (omega3 @ v_frames)  # (B, H, T, R, D)
+    omega3 = torch.softmax(q_landmarks.unsqueeze(2) @ k_frames.transpose(-2, -1), dim=-1)
+    summary = _summary(omega2_inv.unsqueeze(2), omega3, v_frames)  # (B, H, T, R, D)
     # (B, H, N, R) x (B, H, R, T*D) -> (B, H, N, T, D) -> (B, H, T, N, D) as a view
     r = num_landmarks
     mixed = omega1 @ summary.permute(0, 1, 3, 2, 4).reshape(b, h, r, num_frames * d).to(omega1.dtype)

@@ -4,11 +4,12 @@
 
 Prototype selection draws c*R candidates at random from the queries and keys (``oversampling`` = c)
 and keeps a greedy most-orthogonal subset: start from a random candidate, then repeatedly take the
-candidate whose largest |cosine| to the prototypes chosen so far is smallest. A running maximum per
-candidate makes this O(c R * R * D) rather than O(c R * R^2 * D); the loop has no host-device
-synchronisation and selection runs without gradients. Zero or tiny candidates (norm below
-``1e-4`` times the largest candidate norm) are never chosen; selection always runs in float32 or
-float64, so float16/bfloat16 inputs cannot produce NaN there.
+candidate whose largest |cosine| to the prototypes chosen so far is smallest. The |cosine| of every
+candidate pair is computed once and a running maximum per candidate is kept, so each of the R steps
+is three small operations; the loop has no host-device synchronisation and selection runs without
+gradients. Zero or tiny candidates (norm below ``1e-4`` times the largest candidate norm) are never
+chosen; selection always runs in float32 or float64 with autocast off, so float16/bfloat16 inputs
+cannot produce NaN there and choose the prototypes float32 would.
 
 When R is at least the number of keys (per frame, for trajectory attention) the approximation has
 nothing to save, and the exact attention is computed instead.
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from motionformer.attention.common import check_qkv, head_scale, segment_means
+from motionformer.attention.common import at_least_float32, check_qkv, full_precision, head_scale, segment_means
 from motionformer.attention.trajectory import exact_frame_attention
 
 TINY_RELATIVE_NORM = 1e-4
@@ -52,27 +53,42 @@ def greedy_orthogonal_indices(candidates: Tensor, num_prototypes: int) -> Tensor
     """Indices (..., R) of a greedy most-orthogonal subset of ``candidates`` (..., N, D), N >= R.
 
     Starts from the first valid (non-tiny) candidate, so callers shuffle candidates for a random start.
-    O(N R D) per batch entry: each candidate keeps the largest |cos| to the prototypes chosen so far.
+    The |cos| of every candidate pair is computed once (..., N, N); each greedy step is then three
+    operations: take the candidate with the smallest running maximum, gather its |cos| row and update the
+    running maximum. Runs in float32 at least, with autocast off.
     """
-    x = candidates if candidates.dtype in (torch.float32, torch.float64) else candidates.float()
+    with full_precision(candidates.device):
+        unit, valid = _unit_candidates(at_least_float32(candidates))
+        n = unit.shape[-2]
+        # |cos| of all pairs, plus a sentinel index N taken only when every valid candidate is used:
+        # (..., N+1, N+1); a picked candidate's own entry is +inf, so it is never picked again
+        cos = torch.full((*unit.shape[:-2], n + 1, n + 1), _SENTINEL, dtype=unit.dtype, device=unit.device)
+        cos[..., :n, :n] = (unit @ unit.transpose(-2, -1)).abs()
+        cos.diagonal(dim1=-2, dim2=-1)[..., :n] = torch.inf
+        # largest |cos| to the chosen set; +inf marks candidates that must not be picked
+        running = torch.where(valid, 0.0, torch.inf).to(unit.dtype)
+        running = torch.cat([running, torch.full_like(running[..., :1], _SENTINEL)], dim=-1)  # (..., N+1)
+        first = valid.to(torch.uint8).argmax(dim=-1, keepdim=True)  # (..., 1): first valid (0 when none is)
+        picks = [first]
+        for _ in range(1, num_prototypes):
+            row = cos.gather(-2, picks[-1][..., None].expand(*picks[-1].shape, n + 1))  # (..., 1, N+1)
+            running = torch.maximum(running, row.squeeze(-2))
+            picks.append(running.argmin(dim=-1, keepdim=True))
+        index = torch.cat(picks, dim=-1)  # (..., R)
+        # all valid candidates used up: repeat the first prototype rather than take a tiny one
+        return torch.where(index == n, first, index)
+
+
+# Running |cos| of the sentinel: above every real |cos| (at most 1), below the +inf of used candidates.
+_SENTINEL = 2.0
+
+
+def _unit_candidates(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Unit vectors of the candidates (zero for tiny ones) and the valid mask: (..., N, D), (..., N)."""
     norms = x.norm(dim=-1)  # (..., N)
     valid = norms > TINY_RELATIVE_NORM * norms.amax(dim=-1, keepdim=True)
     unit = torch.where(valid[..., None], x / norms.clamp_min(torch.finfo(x.dtype).tiny)[..., None], 0.0)
-    # largest |cos| to the chosen set; +inf marks candidates that must not be picked
-    running = torch.where(valid, 0.0, torch.inf).to(x.dtype)
-    first = valid.to(torch.uint8).argmax(dim=-1)  # (...): first valid candidate (0 when none is)
-    picks = []
-    pick = first
-    for step in range(num_prototypes):
-        if step:
-            lowest, pick = running.min(dim=-1)
-            # all valid candidates used up: repeat the first prototype rather than take a tiny one
-            pick = torch.where(torch.isinf(lowest), first, pick)
-        picks.append(pick)
-        chosen = unit.gather(-2, pick[..., None, None].expand(*pick.shape, 1, unit.shape[-1]))  # (..., 1, D)
-        cos = (unit @ chosen.transpose(-2, -1)).squeeze(-1).abs()  # (..., N)
-        running = torch.maximum(running, cos).scatter_(-1, pick[..., None], torch.inf)
-    return torch.stack(picks, dim=-1)
+    return unit, valid
 
 
 @torch.no_grad()
@@ -112,9 +128,9 @@ def select_prototypes(
 
 def prototype_attention(q: Tensor, k: Tensor, v: Tensor, prototypes: Tensor) -> Tensor:
     """Algorithm 1, steps 2-4, for given prototypes (..., R, D): (..., N, D) -> (..., N, D)."""
-    scale = head_scale(q.shape[-1])
-    omega1 = torch.softmax(q @ prototypes.transpose(-2, -1) * scale, dim=-1)  # (..., N, R)
-    omega2 = torch.softmax(prototypes @ k.transpose(-2, -1) * scale, dim=-1)  # (..., R, Nk)
+    scale = head_scale(q.shape[-1])  # applied before the matmuls: half-precision logits cannot overflow
+    omega1 = torch.softmax((q * scale) @ prototypes.transpose(-2, -1), dim=-1)  # (..., N, R)
+    omega2 = torch.softmax((prototypes * scale) @ k.transpose(-2, -1), dim=-1)  # (..., R, Nk)
     return omega1 @ (omega2 @ v)
 
 
@@ -166,21 +182,21 @@ def orthoformer_frame_attention(
     s = n // num_frames
     if num_prototypes >= s:
         return exact_frame_attention(q, k, v, num_frames)
-    scale = head_scale(d)
+    scale = head_scale(d)  # applied before the matmuls: half-precision logits cannot overflow
     k_frames = k.unflatten(2, (num_frames, s))  # (B, H, T, S, D)
     v_frames = v.unflatten(2, (num_frames, s))
     options = dict(selection=selection, source=source, oversampling=oversampling, generator=generator)
     if shared:
         prototypes = select_prototypes(q, k, num_prototypes, **options)  # (B, H, R, D)
-        omega1 = torch.softmax(q @ prototypes.transpose(-2, -1) * scale, dim=-1)  # (B, H, N, R)
+        omega1 = torch.softmax((q * scale) @ prototypes.transpose(-2, -1), dim=-1)  # (B, H, N, R)
         # per-frame softmax over S: (B, H, 1, R, D) x (B, H, T, D, S) -> (B, H, T, R, S)
-        omega2 = torch.softmax(prototypes.unsqueeze(2) @ k_frames.transpose(-2, -1) * scale, dim=-1)
+        omega2 = torch.softmax((prototypes * scale).unsqueeze(2) @ k_frames.transpose(-2, -1), dim=-1)
         summary = omega2 @ v_frames  # (B, H, T, R, D)
         # (B, H, N, R) x (B, H, R, T*D) -> (B, H, N, T, D) -> (B, H, T, N, D) as a view
         mixed = omega1 @ summary.permute(0, 1, 3, 2, 4).reshape(b, h, num_prototypes, num_frames * d)
         return mixed.view(b, h, n, num_frames, d).transpose(2, 3)
     q_frames = q.unflatten(2, (num_frames, s))
     prototypes = select_prototypes(q_frames, k_frames, num_prototypes, **options)  # (B, H, T, R, D)
-    omega1 = torch.softmax(q.unsqueeze(2) @ prototypes.transpose(-2, -1) * scale, dim=-1)  # (B, H, T, N, R)
-    omega2 = torch.softmax(prototypes @ k_frames.transpose(-2, -1) * scale, dim=-1)  # (B, H, T, R, S)
+    omega1 = torch.softmax((q * scale).unsqueeze(2) @ prototypes.transpose(-2, -1), dim=-1)  # (B, H, T, N, R)
+    omega2 = torch.softmax((prototypes * scale) @ k_frames.transpose(-2, -1), dim=-1)  # (B, H, T, R, S)
     return omega1 @ (omega2 @ v_frames)  # (B, H, T, N, D)

@@ -5,7 +5,8 @@
 W (m x D) holds orthogonal random features: blocks of D orthonormal rows (QR of a Gaussian matrix),
 each row rescaled to the norm of an independent Gaussian vector. Exponents are stabilised by
 subtracting a maximum that cancels between numerator and denominator (per query row; per frame
-for keys). Features are computed in float32 at least, so float16/bfloat16 inputs do not overflow.
+for keys). Everything is computed in float32 at least, with autocast off (autocast would run the
+matmuls in half precision), so float16/bfloat16 inputs neither overflow nor lose the features' accuracy.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from motionformer.attention.common import check_qkv
+from motionformer.attention.common import at_least_float32, check_qkv, full_precision
 
 
 def orthogonal_random_features(num_features: int, head_dim: int, *, generator: torch.Generator | None = None,
@@ -34,9 +35,7 @@ def orthogonal_random_features(num_features: int, head_dim: int, *, generator: t
 
 def _log_features(x: Tensor, projection: Tensor) -> Tensor:
     """log phi(x) up to the constant -log(sqrt(m)): (..., N, D) -> (..., N, m), float32 or wider."""
-    if x.dtype in (torch.float16, torch.bfloat16):
-        x = x.float()
-    x = x * x.shape[-1] ** -0.25
+    x = at_least_float32(x) * x.shape[-1] ** -0.25
     return x @ projection.to(x.dtype).T - (x * x).sum(-1, keepdim=True) / 2
 
 
@@ -60,12 +59,18 @@ def _nonzero(denominator: Tensor) -> Tensor:
 def performer_attention(q: Tensor, k: Tensor, v: Tensor, projection: Tensor) -> Tensor:
     """FAVOR+ attention: (..., N, D) x3 -> (..., N, D), linear in N. ``projection``: (m, D)."""
     check_qkv(q, k, v)
+    with full_precision(q.device):
+        return _performer(q, k, v, projection).to(v.dtype)
+
+
+def _performer(q: Tensor, k: Tensor, v: Tensor, projection: Tensor) -> Tensor:
+    """``performer_attention`` in float32 or wider (autocast off)."""
     phi_q = query_features(q, projection)  # (..., N, m)
     phi_k = key_features(k, projection, dims=(-2, -1))  # (..., Nk, m)
     context = phi_k.transpose(-2, -1) @ v.to(phi_k.dtype)  # (..., m, D)
     numerator = phi_q @ context  # (..., N, D)
     denominator = phi_q @ phi_k.sum(-2).unsqueeze(-1)  # (..., N, 1)
-    return (numerator / _nonzero(denominator)).to(v.dtype)
+    return numerator / _nonzero(denominator)
 
 
 def performer_frame_attention(q: Tensor, k: Tensor, v: Tensor, num_frames: int, *, projection: Tensor
@@ -74,6 +79,12 @@ def performer_frame_attention(q: Tensor, k: Tensor, v: Tensor, num_frames: int, 
 
     The kernel of each query is normalised separately over the S keys of every frame (eq. 4).
     """
+    with full_precision(q.device):
+        return _performer_frames(q, k, v, num_frames, projection).to(v.dtype)
+
+
+def _performer_frames(q: Tensor, k: Tensor, v: Tensor, num_frames: int, projection: Tensor) -> Tensor:
+    """``performer_frame_attention`` in float32 or wider (autocast off)."""
     b, h, n, d = q.shape
     s = n // num_frames
     phi_q = query_features(q, projection)  # (B, H, N, m)
@@ -85,4 +96,4 @@ def performer_frame_attention(q: Tensor, k: Tensor, v: Tensor, num_frames: int, 
     numerator = (phi_q @ context.permute(0, 1, 3, 2, 4).reshape(b, h, m, num_frames * d)).view(
         b, h, n, num_frames, d)
     denominator = phi_q @ phi_k.sum(-2).transpose(-2, -1)  # (B, H, N, m) x (B, H, m, T) -> (B, H, N, T)
-    return (numerator / _nonzero(denominator).unsqueeze(-1)).transpose(2, 3).to(v.dtype)
+    return (numerator / _nonzero(denominator).unsqueeze(-1)).transpose(2, 3)

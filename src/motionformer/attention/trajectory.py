@@ -88,7 +88,7 @@ def space_time_frame_attention(q: Tensor, k: Tensor, v: Tensor, num_frames: int)
     """
     n, d = q.shape[-2:]
     s = n // num_frames
-    attn = torch.softmax((q @ k.transpose(-2, -1)) * head_scale(d), dim=-1)  # (B, H, N, N)
+    attn = torch.softmax((q * head_scale(d)) @ k.transpose(-2, -1), dim=-1)  # (B, H, N, N), scaled first
     # (B, H, N, T, S) x (B, H, T, S, D) -> (B, H, T, N, D)
     return torch.einsum("bhnts,bhtsd->bhtnd", attn.unflatten(-1, (num_frames, s)),
                         v.unflatten(2, (num_frames, s)))
