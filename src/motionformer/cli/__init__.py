@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="motionformer", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"motionformer {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run.add_commands(commands)
     models.add_commands(commands)
@@ -35,18 +38,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sigterm_interrupts() -> None:
+    """SIGTERM (what SLURM, torchrun and ``timeout`` send) stops a command like Ctrl-C; ``train`` installs its own
+    handler, which writes a checkpoint first."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _os_error_message(error: OSError) -> str:
+    """One line naming the file and what would help, for the errors a user's files and disks cause."""
+    name = error.filename if error.filename is not None else "a file"
+    if error.errno == errno.ENOSPC:
+        return f"no space left on the device while writing {name}: free some space or write elsewhere"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write or read {name}: {error.strerror} (check the folder's permissions, or choose another)"
+    if error.errno == errno.EISDIR:
+        return f"{name} is a folder; a file is expected here"
+    if error.errno == errno.ENOENT and error.filename is not None:
+        return f"not found: {name}"
+    return str(error)
+
+
+def _report(command: str, error: BaseException) -> int:
+    """Print one line for an error that the user's input or environment caused; return the exit status."""
+    from motionformer.engine import RunError, TrainingStopped
+
+    status, message = 2, str(error)
+    if isinstance(error, TrainingStopped):
+        status = 130
+    elif isinstance(error, KeyboardInterrupt):
+        status, message = 130, "interrupted"
+    elif isinstance(error, RunError):
+        status = 1
+    elif isinstance(error, OSError) and error.errno is not None:  # raised by the system, not with our message
+        message = _os_error_message(error)
+    print(f"motionformer {command}: {'' if status == 130 else 'error: '}{message}", file=sys.stderr)
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    _sigterm_interrupts()
+    from motionformer.engine import RunError, TrainingStopped
+
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"motionformer {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except RuntimeError as error:
-        from motionformer.engine import RunError
-
-        if not isinstance(error, RunError):
+    except (ValueError, OSError, RunError, TrainingStopped, KeyboardInterrupt) as error:
+        if args.debug:
             raise
-        print(f"motionformer {args.command}: error: {error}", file=sys.stderr)
-        return 1
+        return _report(args.command, error)

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from motionformer.cli.common import add_config_arguments, add_device_argument, load
+from motionformer.cli.common import add_config_arguments, add_device_argument, load, positive_int
 
 
 def _train(args: argparse.Namespace) -> int:
-    from motionformer.engine.train import TrainingStopped, train
+    from motionformer.engine.train import train
 
-    try:
-        train(load(args), finetune=args.finetune)
-    except TrainingStopped as stopped:
-        print(f"motionformer train: {stopped}", file=sys.stderr)
-        return 130
+    train(load(args), finetune=args.finetune)
     return 0
 
 
@@ -101,7 +96,7 @@ def _add_predict_visualize(commands: argparse._SubParsersAction) -> None:
                                               ".safetensors or a released .pyth file, with its test views.")
     predict.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
     predict.add_argument("--checkpoint", required=True, help="weights: a run's .pt, a .safetensors, a .pyth")
-    predict.add_argument("--top-k", type=int, default=5, help="classes to show")
+    predict.add_argument("--top-k", type=positive_int, default=5, help="classes to show")
     add_device_argument(predict)
     predict.set_defaults(run=_predict)
 
