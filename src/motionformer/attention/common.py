@@ -66,4 +66,11 @@ def segment_means(x: Tensor, num_segments: int) -> Tensor:
     if n % num_segments == 0:
         # (..., R, N/R, D) -> (..., R, D)
         return x.unflatten(-2, (num_segments, n // num_segments)).mean(-2)
-    return torch.stack([part.mean(-2) for part in x.tensor_split(num_segments, dim=-2)], dim=-2)
+    # one matmul with the (R, N) averaging matrix; segment r starts at r*q + min(r, N % R)
+    size, longer = divmod(n, num_segments)
+    segment = torch.arange(num_segments, device=x.device)[:, None]  # (R, 1)
+    start = segment * size + segment.clamp(max=longer)
+    lengths = size + (segment < longer).long()
+    token = torch.arange(n, device=x.device)  # (N,)
+    inside = (token >= start) & (token < start + lengths)  # (R, N)
+    return (inside / lengths).to(x.dtype) @ x

@@ -23,7 +23,6 @@ linear and every temporal softmax row sums to one:
 
 from __future__ import annotations
 
-import contextlib
 import enum
 from collections.abc import Callable
 from typing import NamedTuple
@@ -32,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from motionformer.attention.common import check_qkv, head_scale, split_frames
+from motionformer.attention.common import check_qkv, full_precision, head_scale, split_frames
 
 # (q, k, v, num_frames) -> trajectories. q, k, v: (B, H, T*S, D) patch tokens only, frame-major.
 # Returns (B, H, T, T*S, D): for key frame t' and query i, the trajectory token y~_{i t'} of eq. 4.
@@ -113,14 +112,39 @@ def temporal_attention(
                                     original_temporal_values)
 
 
-# Elements of one (queries, heads, channels) intermediate of the temporal stage: sets the chunk size.
-CHUNK_ELEMENTS = 1 << 21
+# Elements of the largest (batch, queries, heads, channels) intermediate of the temporal stage on the CPU
+# (64 MiB in float32); accelerators take ACCELERATOR_CHUNK_FACTOR times more. Queries are processed in
+# chunks that keep every intermediate below this bound; ViT-B at 8 x 196, batch 1 runs in one chunk.
+CHUNK_ELEMENTS = 1 << 24
+ACCELERATOR_CHUNK_FACTOR = 4
 
 
-def _chunks(num_queries: int, heads: int, channels: int) -> list[tuple[int, int]]:
-    """Query ranges whose (chunk, heads, channels) intermediates hold about ``CHUNK_ELEMENTS`` elements."""
-    size = max(1, CHUNK_ELEMENTS // (heads * channels))
-    return [(start, min(start + size, num_queries)) for start in range(0, num_queries, size)]
+def _chunks(batch: int, num_queries: int, heads: int, channels: int, device: torch.device) -> list[slice]:
+    """Query ranges whose (batch, chunk, heads, channels) intermediates hold at most the device's bound."""
+    budget = CHUNK_ELEMENTS * (1 if device.type == "cpu" else ACCELERATOR_CHUNK_FACTOR)
+    size = max(1, budget // (batch * heads * channels))
+    return [slice(start, min(start + size, num_queries)) for start in range(0, num_queries, size)]
+
+
+def _joined(parts: list[Tensor], dim: int) -> Tensor:
+    """``torch.cat(parts, dim)``, without a copy for a single part."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
+
+
+def _summed(parts: list[Tensor]) -> Tensor:
+    """The sum of equally shaped tensors, without an operation for a single one."""
+    return parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
+
+
+def _key_value_weights(kv_weight: Tensor, heads: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """W_k with the softmax scale folded in, and W_v, per head: (H, D, C) each, in ``dtype``.
+
+    Output channel g*D + e of ``proj_kv`` becomes (head g, e). Scaling W_k scales the temporal query
+    W_k^T q~ before the logits matmul, so half-precision logits cannot overflow.
+    """
+    c = kv_weight.shape[1]
+    k_weight = (kv_weight[:c].to(dtype) * head_scale(c // heads)).view(heads, c // heads, c)
+    return k_weight, kv_weight[c:].to(dtype).view(heads, c // heads, c)
 
 
 class _TemporalAttention(torch.autograd.Function):
@@ -128,40 +152,21 @@ class _TemporalAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, trajectories, q_weight, q_bias, kv_weight, kv_bias, original_temporal_values):
-        b, h, t, n, d = trajectories.shape
-        c, s = h * d, n // t
+        b, h, _, n, d = trajectories.shape
         dtype = trajectories.dtype
-        weights_q = q_weight.to(dtype)
-        bias_q = q_bias.to(dtype) if q_bias is not None else None
-        k_weight = kv_weight[:c].to(dtype).view(h, d, c)  # output channel g*D + e -> (head g, e, input c)
-        v_weight = kv_weight[c:].to(dtype).view(h, d, c)
-        v_bias = kv_bias[c:].to(dtype).view(h, d) if kv_bias is not None else None
-        query = torch.empty(b, n, c, dtype=dtype, device=trajectories.device)
-        weights = torch.empty(b, n, h, t, dtype=torch.promote_types(dtype, torch.float32),
-                              device=trajectories.device)
-        pooled = torch.empty(b, n, h, d, dtype=dtype, device=trajectories.device)
-        device_type = trajectories.device.type
-        no_autocast = (torch.autocast(device_type, enabled=False) if torch.amp.is_autocast_available(device_type)
-                       else contextlib.nullcontext())
-        with no_autocast:  # dtypes are chosen explicitly here
-            for start, stop in _chunks(n, h, c):
-                tokens = _tokens(trajectories, start, stop)  # (B, n, T, C)
-                query[:, start:stop] = F.linear(_reference_tokens(trajectories, start, stop, s), weights_q, bias_q)
-                # W_k^T q~ per head: (B, n, H, D) x (H, D, C) -> (B, n, H, C); the key bias cancels
-                q_in_tokens = torch.einsum("bnhd,hdc->bnhc", query[:, start:stop].view(b, -1, h, d), k_weight)
-                scores = q_in_tokens @ tokens.transpose(-2, -1)  # (B, n, H, T)
-                w = torch.softmax(scores.to(weights.dtype) * head_scale(d), dim=-1)
-                weights[:, start:stop] = w
-                w = w.to(dtype)
-                if original_temporal_values:  # head g pools its own channels of y~
-                    pooled[:, start:stop] = torch.einsum("bnht,bnthd->bnhd", w, tokens.view(b, -1, t, h, d))
-                else:  # W_v after pooling: (B, n, H, T) x (B, n, T, C) -> (B, n, H, C) -> (B, n, H, D)
-                    pooled[:, start:stop] = torch.einsum("bnhc,hdc->bnhd", w @ tokens, v_weight)
-        if v_bias is not None and not original_temporal_values:
-            pooled += v_bias
+        k_weight, v_weight = _key_value_weights(kv_weight, h, dtype)
+        with full_precision(trajectories.device):  # dtypes are chosen explicitly here
+            bias_q = q_bias.to(dtype) if q_bias is not None else None
+            query = F.linear(_reference_tokens(trajectories), q_weight.to(dtype), bias_q)  # (B, N, C)
+            parts = [_forward_chunk(trajectories, query, k_weight, v_weight, chunk, original_temporal_values)
+                     for chunk in _chunks(b, n, h, h * d, trajectories.device)]
+        weights = _joined([w for w, _ in parts], dim=1)  # (B, N, H, T), float32 or wider
+        pooled = _joined([p for _, p in parts], dim=1)  # (B, N, H, D)
+        if kv_bias is not None and not original_temporal_values:
+            pooled = pooled + kv_bias[h * d:].to(dtype).view(h, d)
         ctx.save_for_backward(trajectories, q_weight, q_bias, kv_weight, kv_bias, query, weights)
         ctx.original_temporal_values = original_temporal_values
-        return pooled.view(b, n, c)
+        return pooled.reshape(b, n, h * d)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -169,71 +174,98 @@ class _TemporalAttention(torch.autograd.Function):
         trajectories, q_weight, q_bias, kv_weight, kv_bias, query, weights = ctx.saved_tensors
         original = ctx.original_temporal_values
         b, h, t, n, d = trajectories.shape
-        c, s = h * d, n // t
-        dtype = trajectories.dtype
-        acc = torch.promote_types(q_weight.dtype, torch.float32)  # weight gradients accumulate here
-        k_weight = kv_weight[:c].to(dtype).view(h, d, c)
-        v_weight = kv_weight[c:].to(dtype).view(h, d, c)
-        weights_q = q_weight.to(dtype)
+        c, dtype = h * d, trajectories.dtype
+        k_weight, v_weight = _key_value_weights(kv_weight, h, dtype)
         grad_out = grad_pooled.to(dtype).reshape(b, n, h, d)
         grad_traj = torch.empty_like(trajectories)  # same strides: the first stage needs no copy
-        grad_q_weight = torch.zeros(c, c, dtype=acc, device=q_weight.device)
-        grad_k_weight = torch.zeros(h, d, c, dtype=acc, device=q_weight.device)
-        grad_v_weight = torch.zeros(h, d, c, dtype=acc, device=q_weight.device)
-        grad_query_sum = torch.zeros(c, dtype=acc, device=q_weight.device)
-        frames = torch.arange(n, device=trajectories.device) // s
-        for start, stop in _chunks(n, h, c):
-            tokens = _tokens(trajectories, start, stop)  # (B, n, T, C)
-            w = weights[:, start:stop].to(dtype)  # (B, n, H, T)
-            g_out = grad_out[:, start:stop]  # (B, n, H, D)
-            if original:
-                grad_w = torch.einsum("bnhd,bnthd->bnht", g_out, tokens.view(b, -1, t, h, d))
-                grad_tokens = torch.einsum("bnht,bnhd->bnthd", w, g_out).reshape(b, -1, t, c)
-            else:
-                grad_v_weight += torch.einsum("bnhd,bnhc->hdc", g_out, w @ tokens).to(acc)
-                grad_mixed = torch.einsum("bnhd,hdc->bnhc", g_out, v_weight)  # (B, n, H, C)
-                grad_w = grad_mixed @ tokens.transpose(-2, -1)  # (B, n, H, T)
-                grad_tokens = w.transpose(-2, -1) @ grad_mixed  # (B, n, T, C)
-            # softmax backward, then the 1/sqrt(D) scale
-            w32 = weights[:, start:stop]
-            grad_w = grad_w.to(w32.dtype)
-            grad_scores = (w32 * (grad_w - (grad_w * w32).sum(-1, keepdim=True)) * head_scale(d)).to(dtype)
-            q_chunk = query[:, start:stop].view(b, -1, h, d)
-            q_in_tokens = torch.einsum("bnhd,hdc->bnhc", q_chunk, k_weight)  # recomputed, not stored
-            grad_q_in_tokens = grad_scores @ tokens  # (B, n, H, T) x (B, n, T, C) -> (B, n, H, C)
-            grad_tokens = grad_tokens + grad_scores.transpose(-2, -1) @ q_in_tokens  # (B, n, T, C)
-            grad_k_weight += torch.einsum("bnhd,bnhc->hdc", q_chunk, grad_q_in_tokens).to(acc)
-            grad_query = torch.einsum("bnhc,hdc->bnhd", grad_q_in_tokens, k_weight).reshape(b, -1, c)
-            reference = _reference_tokens(trajectories, start, stop, s)  # (B, n, C)
-            grad_q_weight += (grad_query.flatten(0, 1).T @ reference.flatten(0, 1)).to(acc)
-            grad_query_sum += grad_query.sum((0, 1)).to(acc)
-            grad_reference = grad_query @ weights_q  # (B, n, C)
-            # back to the trajectory layout: (B, n, T, H, D) -> (B, H, T, n, D)
-            grad_traj[:, :, :, start:stop] = grad_tokens.view(b, -1, t, h, d).permute(0, 3, 2, 1, 4)
-            index = torch.arange(start, stop, device=trajectories.device)
-            grad_traj[:, :, frames[start:stop], index] += grad_reference.view(b, -1, h, d).transpose(1, 2)
-        grad_kv_weight = torch.cat([grad_k_weight.view(c, c), grad_v_weight.view(c, c)]).to(kv_weight.dtype)
+        parts = [_backward_chunk(trajectories, query, weights, grad_out, grad_traj, k_weight, v_weight, chunk,
+                                 original) for chunk in _chunks(b, n, h, c, trajectories.device)]
+        grad_query = _joined([part[0] for part in parts], dim=1)  # (B, N, C)
+        # the query's own trajectory token: (B, N, C) -> the diagonal of grad_traj, (B, H, S, D, T)
+        reference = _reference_tokens(trajectories)
+        grad_reference = (grad_query @ q_weight.to(dtype)).view(b, t, n // t, h, d).permute(0, 3, 2, 4, 1)
+        _diagonal(grad_traj).add_(grad_reference)
+        acc = torch.promote_types(q_weight.dtype, torch.float32)  # weight gradients accumulate here
+        grad_q_weight = (grad_query.flatten(0, 1).T.to(acc) @ reference.flatten(0, 1).to(acc)).to(q_weight.dtype)
+        grad_q_bias = grad_query.sum((0, 1), dtype=acc).to(q_bias.dtype) if q_bias is not None else None
+        grad_k_weight = _summed([part[1] for part in parts]) * head_scale(d)  # (H, D, C)
+        grad_v_weight = (torch.zeros_like(grad_k_weight) if original else _summed([part[2] for part in parts]))
+        grad_kv_weight = torch.cat([grad_k_weight, grad_v_weight]).view(2 * c, c).to(kv_weight.dtype)
         grad_kv_bias = None
-        if kv_bias is not None:
-            grad_v_bias = torch.zeros(c, dtype=kv_bias.dtype, device=kv_bias.device) if original else (
-                grad_out.sum((0, 1)).reshape(c).to(kv_bias.dtype))
-            grad_kv_bias = torch.cat([torch.zeros_like(grad_v_bias), grad_v_bias])
-        grad_q_bias = grad_query_sum.to(q_bias.dtype) if q_bias is not None else None
-        return grad_traj, grad_q_weight.to(q_weight.dtype), grad_q_bias, grad_kv_weight, grad_kv_bias, None
+        if kv_bias is not None:  # the key bias cancels in the softmax: zero gradient
+            grad_kv_bias = torch.zeros_like(kv_bias)
+            if not original:
+                grad_kv_bias[c:] = grad_out.sum((0, 1), dtype=acc).view(c)
+        return grad_traj, grad_q_weight, grad_q_bias, grad_kv_weight, grad_kv_bias, None
 
 
-def _tokens(trajectories: Tensor, start: int, stop: int) -> Tensor:
-    """Trajectory tokens of queries [start, stop), heads merged: (B, H, T, N, D) -> (B, n, T, H*D)."""
+def _forward_chunk(trajectories: Tensor, query: Tensor, k_weight: Tensor, v_weight: Tensor, chunk: slice,
+                   original: bool) -> tuple[Tensor, Tensor]:
+    """Temporal weights (B, n, H, T) in float32 or wider and pooled tokens (B, n, H, D) of the queries ``chunk``."""
     b, h, t, _, d = trajectories.shape
-    return trajectories[:, :, :, start:stop].permute(0, 3, 2, 1, 4).reshape(b, stop - start, t, h * d)
+    tokens = _tokens(trajectories, chunk)  # (B, n, T, C)
+    # W_k^T q~ per head: (B, n, H, D) x (H, D, C) -> (B, n, H, C); the key bias cancels
+    q_in_tokens = torch.einsum("bnhd,hdc->bnhc", query[:, chunk].unflatten(-1, (h, d)), k_weight)
+    scores = q_in_tokens @ tokens.transpose(-2, -1)  # (B, n, H, T), already scaled
+    w = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))
+    wd = w.to(tokens.dtype)
+    if original:  # head g pools its own channels of y~
+        return w, torch.einsum("bnht,bnthd->bnhd", wd, tokens.view(b, -1, t, h, d))
+    # W_v after pooling: (B, n, H, T) x (B, n, T, C) -> (B, n, H, C) -> (B, n, H, D)
+    return w, torch.einsum("bnhc,hdc->bnhd", wd @ tokens, v_weight)
 
 
-def _reference_tokens(trajectories: Tensor, start: int, stop: int, per_frame: int) -> Tensor:
-    """Each query's trajectory token at its own frame t = i // S, for queries [start, stop): (B, n, H*D)."""
-    b, h, _, _, d = trajectories.shape
-    index = torch.arange(start, stop, device=trajectories.device)
-    # advanced indexing over (frame, query) pairs: (B, H, n, D) -> (B, n, H, D)
-    return trajectories[:, :, index // per_frame, index].transpose(1, 2).reshape(b, stop - start, h * d)
+def _backward_chunk(trajectories: Tensor, query: Tensor, weights: Tensor, grad_out: Tensor, grad_traj: Tensor,
+                    k_weight: Tensor, v_weight: Tensor, chunk: slice, original: bool
+                    ) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Gradients of the queries ``chunk``: writes grad_traj's chunk, returns (grad query, grad W_k, grad W_v).
+
+    grad query is (B, n, C); grad W_k (H, D, C) is for the scaled W_k; grad W_v is None for original values.
+    """
+    b, h, t, _, d = trajectories.shape
+    tokens = _tokens(trajectories, chunk)  # (B, n, T, C)
+    w32 = weights[:, chunk]  # (B, n, H, T)
+    w = w32.to(tokens.dtype)
+    g_out = grad_out[:, chunk]  # (B, n, H, D)
+    grad_v_weight = None
+    if original:
+        grad_w = torch.einsum("bnhd,bnthd->bnht", g_out, tokens.view(b, -1, t, h, d))
+        grad_tokens = torch.einsum("bnht,bnhd->bnthd", w, g_out).reshape(b, -1, t, h * d)
+    else:
+        grad_v_weight = torch.einsum("bnhd,bnhc->hdc", g_out, w @ tokens)
+        grad_mixed = torch.einsum("bnhd,hdc->bnhc", g_out, v_weight)  # (B, n, H, C)
+        grad_w = grad_mixed @ tokens.transpose(-2, -1)  # (B, n, H, T)
+        grad_tokens = w.transpose(-2, -1) @ grad_mixed  # (B, n, T, C)
+    grad_scores = torch._softmax_backward_data(grad_w.to(w32.dtype), w32, -1, w32.dtype).to(tokens.dtype)
+    q_chunk = query[:, chunk].unflatten(-1, (h, d))  # (B, n, H, D)
+    q_in_tokens = torch.einsum("bnhd,hdc->bnhc", q_chunk, k_weight)  # recomputed, not stored
+    grad_q_in_tokens = grad_scores @ tokens  # (B, n, H, T) x (B, n, T, C) -> (B, n, H, C)
+    grad_tokens = grad_tokens + grad_scores.transpose(-2, -1) @ q_in_tokens  # (B, n, T, C)
+    grad_k_weight = torch.einsum("bnhd,bnhc->hdc", q_chunk, grad_q_in_tokens)
+    grad_query = torch.einsum("bnhc,hdc->bnhd", grad_q_in_tokens, k_weight).flatten(2)  # (B, n, C)
+    # back to the trajectory layout: (B, n, T, H, D) -> (B, H, T, n, D)
+    grad_traj[:, :, :, chunk] = grad_tokens.view(b, -1, t, h, d).permute(0, 3, 2, 1, 4)
+    return grad_query, grad_k_weight, grad_v_weight
+
+
+def _tokens(trajectories: Tensor, chunk: slice) -> Tensor:
+    """Trajectory tokens of the queries ``chunk``, heads merged: (B, H, T, N, D) -> (B, n, T, H*D)."""
+    b, h, t, _, d = trajectories.shape
+    return trajectories[:, :, :, chunk].permute(0, 3, 2, 1, 4).reshape(b, -1, t, h * d)
+
+
+def _diagonal(trajectories: Tensor) -> Tensor:
+    """Each query's trajectory token at its own frame, as a view: (B, H, T, T*S, D) -> (B, H, S, D, T)."""
+    t = trajectories.shape[2]
+    # query i = t*S + s of frame t: (B, H, T, T, S, D), diagonal over the key frame and the query frame
+    return trajectories.unflatten(3, (t, -1)).diagonal(dim1=2, dim2=3)
+
+
+def _reference_tokens(trajectories: Tensor) -> Tensor:
+    """Each query's trajectory token at its own frame t = i // S, heads merged: (B, N, H*D)."""
+    b, h, _, n, d = trajectories.shape
+    # (B, H, S, D, T) -> (B, T, S, H, D) -> (B, N, C)
+    return _diagonal(trajectories).permute(0, 4, 2, 1, 3).reshape(b, n, h * d)
 
 
 def trajectory_attention(
