@@ -26,7 +26,7 @@ def tiny_data(tmp_path_factory) -> Path:
 def tiny_overrides(data: Path, output: Path, *extra: str) -> list[str]:
     """Overrides of the synthetic-tiny preset for a run of seconds on ``tiny_data``."""
     return [
-        f"data.root={data}", f"output_dir={output}", "data.synthetic_videos=0", f"model.options={TINY_MODEL}",
+        f"data.root={data}", f"output_dir={output}", f"model.options={TINY_MODEL}",
         "data.sampling_rate=2", "data.scale_range=[32, 36]", "data.batch_size=4", "data.workers=0",
         "train.epochs=2", "train.warmup_epochs=0", "train.log_every=1", "eval.num_clips=2", "eval.num_crops=1",
         *extra,

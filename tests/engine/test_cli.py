@@ -31,13 +31,14 @@ def test_config_errors_exit_with_status_2(capsys):
 @pytest.mark.slow
 def test_demo_then_test_and_predict_commands(tmp_path):
     folder = tmp_path / "demo"
-    tiny = ["data.synthetic_videos=30", "data.synthetic_size=32", "data.synthetic_frames=8",
-            f"model.options={TINY_MODEL}", "data.scale_range=[32, 36]", "data.batch_size=4", "data.workers=0"]
-    demo = run_cli("demo", "--dir", str(folder), "--epochs", "1", *tiny)
+    tiny = [f"model.options={TINY_MODEL}", "data.scale_range=[32, 36]", "data.batch_size=4", "data.workers=0"]
+    demo = run_cli("demo", "--dir", str(folder), "--epochs", "1", "--num-videos", "30", *tiny)
     assert demo.returncode == 0, demo.stderr[-3000:]
     assert "test top-1" in demo.stdout and "(true class:" in demo.stdout and "chance 10%" in demo.stdout
+    assert "training: " in demo.stdout and "min for 1 epochs (metrics.jsonl, every invocation" in demo.stdout
     run = folder / "run"
     assert (run / "model.safetensors").exists() and (folder / "data" / "train.csv").exists()
+    assert json.loads((run / "model.json").read_text())["dataset"] == "synthetic-motion"
 
     tested = run_cli("test", "synthetic-tiny", *tiny_overrides(folder / "data", tmp_path / "test",
                                                               f"checkpoint={run / 'checkpoints' / 'last.pt'}"))

@@ -70,7 +70,7 @@ def test_predict_names_classes_from_both_checkpoint_kinds(trained_run: Path, tin
 
 
 def test_missing_data_is_reported_before_training(tmp_path: Path):
-    config = load_config("synthetic-tiny", [f"data.root={tmp_path / 'nowhere'}", "data.synthetic_videos=0",
+    config = load_config("synthetic-tiny", [f"data.root={tmp_path / 'nowhere'}",
                                             f"output_dir={tmp_path / 'run'}"])
     with pytest.raises(FileNotFoundError, match=r"data.train: annotation file not found: .*nowhere.*train.csv"):
         train(config)

@@ -8,9 +8,13 @@ from motionformer.cli.common import add_config_arguments, add_device_argument, l
 
 
 def _train(args: argparse.Namespace) -> int:
+    from motionformer.engine.demo import PRESET, prepare_preset_data
     from motionformer.engine.train import train
 
-    train(load(args), finetune=args.finetune)
+    config = load(args)
+    if args.config == PRESET:
+        prepare_preset_data(config, args.overrides)
+    train(config, finetune=args.finetune)
     return 0
 
 
@@ -46,18 +50,11 @@ def _visualize(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from motionformer.engine.demo import run_demo
+    from motionformer.engine.demo import DemoData, run_demo
 
-    result = run_demo(args.dir, epochs=args.epochs, overrides=args.overrides)
-    summary = result.summary
-    print(f"\nmotionformer demo: {summary['epochs']} epochs, {summary['steps']} steps; run folder {result.output_dir}")
-    if summary.get("test_top1") is not None:
-        print(f"test top-1 {summary['test_top1']:.1f}% (top-5 {summary['test_top5']:.1f}%, chance "
-              f"{result.chance:.0f}%) on {int(summary['test_videos'])} held-out videos")
-    print(f"held-out video {result.video} (true class: {result.true_class}):")
-    for rank, (name, score) in enumerate(result.predictions, start=1):
-        print(f"  {rank}. {name}  {score:.3f}")
-    print(f"done in {result.seconds / 60:.1f} min")
+    data = DemoData() if args.num_videos is None else DemoData(num_videos=args.num_videos)
+    result = run_demo(args.dir, epochs=args.epochs, overrides=args.overrides, data=data)
+    print(f"\n{result.report()}")
     return 0
 
 
@@ -68,6 +65,8 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
                                            "predict one held-out video. A few minutes on a laptop CPU.")
     demo.add_argument("--dir", default="motionformer-demo", help="folder for the data and the run")
     demo.add_argument("--epochs", type=int, default=None, help="training epochs (default: the preset's)")
+    demo.add_argument("--num-videos", type=positive_int, default=None,
+                      help="synthetic videos to generate, a multiple of 10 (default: DemoData's, 2000)")
     demo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="more config overrides")
     demo.set_defaults(run=_demo)
 

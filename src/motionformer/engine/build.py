@@ -6,6 +6,7 @@ keyword arguments).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,16 +16,16 @@ from torch import Tensor
 
 from motionformer.data.build import build_dataset
 from motionformer.data.datasets import VideoClipDataset
-from motionformer.data.synthetic import generate
 from motionformer.engine.checkpoint import is_training_checkpoint, load_checkpoint
 from motionformer.engine.config import Config, config_from_dict
+from motionformer.models.image_init import init_from_image_vit
 from motionformer.models.motionformer import Motionformer, resize_grid
 from motionformer.models.registry import create_model
-from motionformer.models.weights import from_checkpoint, init_from_image_vit
+from motionformer.models.spec import ClassNames, InputSpec
+from motionformer.models.weights import WeightsInfo, from_checkpoint
 
 log = logging.getLogger(__name__)
 
-ClassNames = list[str] | dict[str, list[str]] | None
 
 
 def annotation_path(config: Config, split: str) -> Path:
@@ -43,36 +44,28 @@ def annotation_path(config: Config, split: str) -> Path:
     return path
 
 
-def prepare_synthetic(config: Config) -> None:
-    """Generate the synthetic motion dataset at ``data.root`` when ``data.synthetic_videos`` asks for it."""
-    data = config.data
-    if data.synthetic_videos <= 0:
-        return
-    if data.root is None:
-        raise ValueError("data.synthetic_videos > 0 needs data.root: the folder to generate the videos in")
-    summary = generate(data.root, num_videos=data.synthetic_videos, size=data.synthetic_size,
-                       frames=data.synthetic_frames, plain=data.synthetic_plain, seed=config.seed)
-    if summary.num_written:
-        log.info("generated %d synthetic videos in %s (%.1f s)", summary.num_written, summary.root, summary.seconds)
+def input_spec(config: Config, model: Motionformer, class_names: ClassNames = None) -> InputSpec:
+    """What a run feeds ``model``: the config's frames, crop, stride and test views, over what the model's
+    weights expect (``model.weights_info``: mean, std, channel order, sampling, class names) or, for fresh
+    weights, the model's own frames and crop with the config's mean and std."""
+    data, info = config.data, getattr(model, "weights_info", None)
+    if info is not None:
+        base = info.input
+    else:
+        recipe = data.recipe or data.format
+        base = InputSpec(num_frames=model.num_frames, crop_size=model.img_size, mean=tuple(data.mean),
+                         std=tuple(data.std), class_names=class_names,
+                         sampling="segments" if recipe == "ssv2" else "clips")
+    return dataclasses.replace(base, num_frames=data.num_frames or base.num_frames,
+                               crop_size=data.crop_size or base.crop_size, sampling_rate=data.sampling_rate,
+                               num_clips=config.eval.num_clips, num_crops=config.eval.num_crops)
 
 
-def input_spec(config: Config, model: Motionformer) -> dict[str, Any]:
-    """Frames, crop size, mean and std of the model's input: the config's, or the model's own where unset."""
-    info = getattr(model, "weights_info", None)
-    data = config.data
-    return {
-        "num_frames": data.num_frames or model.num_frames,
-        "crop_size": data.crop_size or model.img_size,
-        "mean": tuple(data.mean) if info is None else tuple(info.mean),
-        "std": tuple(data.std) if info is None else tuple(info.std),
-    }
-
-
-def build_split(config: Config, split: str, spec: dict[str, Any], *, training: bool, num_clips: int = 1,
+def build_split(config: Config, split: str, spec: InputSpec, *, training: bool, num_clips: int = 1,
                 num_crops: int = 1) -> VideoClipDataset:
     """The dataset of one split with the recipe and the config's overrides."""
     data = config.data
-    overrides: dict[str, Any] = {"mean": spec["mean"], "std": spec["std"]}
+    overrides: dict[str, Any] = {"mean": spec.mean, "std": spec.std}
     if training:
         for key in ("flip", "color_jitter", "rand_augment"):
             if getattr(data, key) is not None:
@@ -81,8 +74,8 @@ def build_split(config: Config, split: str, spec: dict[str, Any], *, training: b
             overrides["scale_range"] = tuple(data.scale_range)
         overrides["random_erasing"] = data.random_erasing
     return build_dataset(annotation_path(config, split), data.root, training=training, format=data.format,
-                         recipe=data.recipe, num_frames=spec["num_frames"], sampling_rate=data.sampling_rate,
-                         crop_size=spec["crop_size"], num_clips=num_clips, num_crops=num_crops, seed=config.seed,
+                         recipe=data.recipe, num_frames=spec.num_frames, sampling_rate=spec.sampling_rate,
+                         crop_size=spec.crop_size, num_clips=num_clips, num_crops=num_crops, seed=config.seed,
                          frames=data.frames, max_retries=data.max_retries, **overrides)
 
 
@@ -128,15 +121,13 @@ def _resize_embedding(name: str, value: Tensor, target: Tensor, model: Motionfor
     return None
 
 
-def read_weights(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """A state dict and what is known of it from a run's ``.pt``, our ``.safetensors`` or a released ``.pyth``."""
+def read_weights(path: str | Path) -> tuple[dict[str, Tensor], bool]:
+    """A state dict from a run's ``.pt``, our ``.safetensors`` or a released ``.pyth``, and whether its network
+    used ``original_temporal_values`` (False when unknown: a run's checkpoint)."""
     if is_training_checkpoint(path):
-        record = load_checkpoint(path)
-        return record["model"], {"config": record.get("config"), "class_names": record.get("class_names")}
+        return load_checkpoint(path)["model"], False
     model = from_checkpoint(path)
-    info = model.weights_info
-    return model.state_dict(), {"original_temporal_values": info.original_temporal_values,
-                                "class_names": info.class_names}
+    return model.state_dict(), model.trajectory.original_temporal_values
 
 
 def load_finetune(model: Motionformer, path: str | Path) -> dict[str, list[str]]:
@@ -146,7 +137,7 @@ def load_finetune(model: Motionformer, path: str | Path) -> dict[str, list[str]]
     {"loaded": [...], "resized": [...], "new": [...]} (new: left as initialised, e.g. a 174-class head on
     Kinetics-400 weights).
     """
-    state, meta = read_weights(path)
+    state, original_temporal_values = read_weights(path)
     own = model.state_dict()
     report: dict[str, list[str]] = {"loaded": [], "resized": [], "new": []}
     heads = tuple(name for name in own if name.startswith("head"))
@@ -171,7 +162,7 @@ def load_finetune(model: Motionformer, path: str | Path) -> dict[str, list[str]]
         raise ValueError(f"{path}: no tensors for {', '.join(missing_body[:5])}"
                          f"{' ...' if len(missing_body) > 5 else ''}: not weights of this architecture")
     model.load_state_dict(loaded, strict=False)
-    if meta.get("original_temporal_values") and not model.architecture.get("original_temporal_values"):
+    if original_temporal_values and not model.trajectory.original_temporal_values:
         log.warning("%s was trained with original_temporal_values=True (the released models' temporal-value quirk); "
                     "to keep its behaviour set model.options.original_temporal_values=true", path)
     log.info("fine-tuning from %s: %d tensors loaded, %d resized, new: %s", path, len(report["loaded"]),
@@ -179,25 +170,23 @@ def load_finetune(model: Motionformer, path: str | Path) -> dict[str, list[str]]
     return report
 
 
-def model_from_weights(path: str | Path) -> tuple[Motionformer, ClassNames, dict[str, Any]]:
-    """A model ready for inference from any checkpoint, its class names, and its input settings
-    (num_frames, sampling_rate, crop_size, mean, std, num_clips, num_crops)."""
-    if is_training_checkpoint(path):
-        record = load_checkpoint(path)
-        config = config_from_dict(record["config"], f"{path} (config)")
-        class_names = record.get("class_names")
-        model = build_model_without_init(config, class_names)
-        model.load_state_dict(record["model"])
-        spec = {"num_frames": config.data.num_frames or model.num_frames, "sampling_rate": config.data.sampling_rate,
-                "crop_size": config.data.crop_size or model.img_size, "mean": tuple(config.data.mean),
-                "std": tuple(config.data.std), "num_clips": config.eval.num_clips, "num_crops": config.eval.num_crops}
-        return model.eval(), class_names, spec
-    model = from_checkpoint(path)
-    info = model.weights_info
-    clips, crops = info.test_views or (1, 1)
-    spec = {"num_frames": info.num_frames, "sampling_rate": info.sampling_rate, "crop_size": info.img_size,
-            "mean": tuple(info.mean), "std": tuple(info.std), "num_clips": clips, "num_crops": crops}
-    return model, info.class_names, spec
+def model_from_weights(path: str | Path) -> tuple[Motionformer, ClassNames, InputSpec]:
+    """A model ready for inference from any checkpoint, its class names, and the input it expects.
+
+    The model gets ``weights_info`` (for a run's checkpoint: its architecture and its config's input).
+    """
+    if not is_training_checkpoint(path):
+        model = from_checkpoint(path)
+        return model, model.weights_info.input.class_names, model.weights_info.input
+    record = load_checkpoint(path)
+    config = config_from_dict(record["config"], f"{path} (config)")
+    class_names = record.get("class_names")
+    model = build_model_without_init(config, class_names)
+    model.load_state_dict(record["model"])
+    spec = input_spec(config, model, class_names)
+    model.weights_info = WeightsInfo(source=str(path), architecture=model.architecture, input=spec,
+                                     dataset=config.data.recipe or config.data.format)
+    return model.eval(), class_names, spec
 
 
 def build_model_without_init(config: Config, class_names: ClassNames) -> Motionformer:

@@ -61,10 +61,7 @@ class DataConfig:
     batch_size: int = 4  # clips per process per forward pass
     workers: int = 4
     max_retries: int = 10
-    synthetic_videos: int = 0  # > 0: generate the synthetic motion dataset at root if it is not there
-    synthetic_size: int = 64
-    synthetic_frames: int = 16
-    synthetic_plain: bool = False  # white objects on black: the easier variant
+    name: str | None = None  # what the data is, for model.json's "dataset" (kinetics400, ...); None: "custom"
 
 
 @dataclasses.dataclass

@@ -37,7 +37,6 @@ from motionformer.engine.build import (
     build_split,
     input_spec,
     load_finetune,
-    prepare_synthetic,
 )
 from motionformer.engine.checkpoint import (
     capture_rng,
@@ -246,9 +245,6 @@ class Trainer:
 
     def _setup(self) -> None:
         config, context = self.config, self.context
-        if context.is_main:
-            prepare_synthetic(config)
-        distributed.barrier()
         torch.manual_seed(config.seed)  # the same initial weights in every process
         # the training data first: a missing path fails here, before any weights are made
         train_path = annotation_path(config, "train")
@@ -522,11 +518,10 @@ class Trainer:
         if not self.context.is_main:
             return None
         config, spec = self.config, self.spec
-        recipe = config.data.recipe or config.data.format
         info = WeightsInfo(source=f"motionformer training run ({config.model.name})",
                            architecture=self.model.architecture, img_size=spec["crop_size"],
                            num_frames=spec["num_frames"], sampling_rate=config.data.sampling_rate,
-                           mean=tuple(spec["mean"]), std=tuple(spec["std"]), dataset=recipe,
+                           mean=tuple(spec["mean"]), std=tuple(spec["std"]), dataset=config.data.name or "custom",
                            class_names=self.class_names, test_views=(config.eval.num_clips, config.eval.num_crops))
         weights, _ = save_model(self.model, self.output / "model", info)
         return weights
