@@ -103,10 +103,17 @@ def temporal_attention(
     (v = y~, as in the released checkpoints) and the value half of ``proj_kv`` is unused (its
     gradient is zero). The key bias cancels in the softmax, so its gradient is exactly zero too.
 
-    Queries are processed in chunks, forward and backward, and the backward recomputes the
-    (token, head, C) intermediates instead of storing them: only the trajectories (already kept by
-    the first stage), the temporal queries and the temporal weights are saved.
+    Queries are processed in chunks of bounded memory (``CHUNK_ELEMENTS``), forward and backward,
+    and the backward recomputes the (token, head, C) intermediates instead of storing them: only the
+    trajectories (already kept by the first stage), the reference tokens, the temporal queries and
+    the temporal weights are saved.
     """
+    return _temporal_heads(trajectories, projections, original_temporal_values).flatten(2)
+
+
+def _temporal_heads(trajectories: Tensor, projections: TemporalProjections, original_temporal_values: bool
+                    ) -> Tensor:
+    """``temporal_attention`` with the heads not yet merged: (B, T*S, H, D), possibly non-contiguous."""
     q_weight, q_bias, kv_weight, kv_bias = projections
     return _TemporalAttention.apply(trajectories, q_weight, q_bias, kv_weight, kv_bias,
                                     original_temporal_values)
@@ -137,14 +144,31 @@ def _summed(parts: list[Tensor]) -> Tensor:
 
 
 def _key_value_weights(kv_weight: Tensor, heads: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """W_k with the softmax scale folded in, and W_v, per head: (H, D, C) each, in ``dtype``.
-
-    Output channel g*D + e of ``proj_kv`` becomes (head g, e). Scaling W_k scales the temporal query
-    W_k^T q~ before the logits matmul, so half-precision logits cannot overflow.
-    """
+    """W_k and W_v per head: (H, D, C) each, in ``dtype``; output channel g*D + e of ``proj_kv`` is (head g, e)."""
     c = kv_weight.shape[1]
-    k_weight = (kv_weight[:c].to(dtype) * head_scale(c // heads)).view(heads, c // heads, c)
-    return k_weight, kv_weight[c:].to(dtype).view(heads, c // heads, c)
+    return kv_weight[:c].to(dtype).view(heads, c // heads, c), kv_weight[c:].to(dtype).view(heads, c // heads, c)
+
+
+def _scaled_bmm(a: Tensor, b: Tensor, scale: float) -> Tensor:
+    """``scale * (a @ b)`` for (G, n, k) x (G, k, m) in one GEMM.
+
+    The scale applies to the GEMM's accumulator, so a half-precision result cannot overflow where
+    the unscaled product would.
+    """
+    return torch.baddbmm(a.new_empty(()), a, b, beta=0, alpha=scale)
+
+
+def _heads_first(x: Tensor, heads: int) -> Tensor:
+    """(B, n, H*D) -> (H, B*n, D), a view where the layout allows."""
+    return x.unflatten(-1, (heads, -1)).permute(2, 0, 1, 3).flatten(1, 2)
+
+
+def _temporal_queries(query: Tensor, k_weight: Tensor) -> Tensor:
+    """W_k^T q~ / sqrt(D) per head, the key bias left out (it cancels): (B, n, C) -> (B, n, H, C), a view."""
+    h, d, _ = k_weight.shape
+    # (H, B*n, D) x (H, D, C) -> (H, B*n, C)
+    return _scaled_bmm(_heads_first(query, h), k_weight, head_scale(d)).unflatten(1, (query.shape[0], -1)).permute(
+        1, 2, 0, 3)
 
 
 class _TemporalAttention(torch.autograd.Function):
@@ -157,21 +181,23 @@ class _TemporalAttention(torch.autograd.Function):
         k_weight, v_weight = _key_value_weights(kv_weight, h, dtype)
         with full_precision(trajectories.device):  # dtypes are chosen explicitly here
             bias_q = q_bias.to(dtype) if q_bias is not None else None
-            query = F.linear(_reference_tokens(trajectories), q_weight.to(dtype), bias_q)  # (B, N, C)
-            parts = [_forward_chunk(trajectories, query, k_weight, v_weight, chunk, original_temporal_values)
+            reference = _reference_tokens(trajectories)  # (B, N, C)
+            query = F.linear(reference, q_weight.to(dtype), bias_q)  # (B, N, C)
+            v_bias = None
+            if kv_bias is not None and not original_temporal_values:
+                v_bias = kv_bias[h * d:].to(dtype).view(h, 1, d)
+            parts = [_forward_chunk(trajectories, query, k_weight, v_weight, v_bias, chunk, original_temporal_values)
                      for chunk in _chunks(b, n, h, h * d, trajectories.device)]
         weights = _joined([w for w, _ in parts], dim=1)  # (B, N, H, T), float32 or wider
         pooled = _joined([p for _, p in parts], dim=1)  # (B, N, H, D)
-        if kv_bias is not None and not original_temporal_values:
-            pooled = pooled + kv_bias[h * d:].to(dtype).view(h, d)
-        ctx.save_for_backward(trajectories, q_weight, q_bias, kv_weight, kv_bias, query, weights)
+        ctx.save_for_backward(trajectories, q_weight, q_bias, kv_weight, kv_bias, reference, query, weights)
         ctx.original_temporal_values = original_temporal_values
-        return pooled.reshape(b, n, h * d)
+        return pooled
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_pooled):
-        trajectories, q_weight, q_bias, kv_weight, kv_bias, query, weights = ctx.saved_tensors
+        trajectories, q_weight, q_bias, kv_weight, kv_bias, reference, query, weights = ctx.saved_tensors
         original = ctx.original_temporal_values
         b, h, t, n, d = trajectories.shape
         c, dtype = h * d, trajectories.dtype
@@ -182,37 +208,43 @@ class _TemporalAttention(torch.autograd.Function):
                                  original) for chunk in _chunks(b, n, h, c, trajectories.device)]
         grad_query = _joined([part[0] for part in parts], dim=1)  # (B, N, C)
         # the query's own trajectory token: (B, N, C) -> the diagonal of grad_traj, (B, H, S, D, T)
-        reference = _reference_tokens(trajectories)
         grad_reference = (grad_query @ q_weight.to(dtype)).view(b, t, n // t, h, d).permute(0, 3, 2, 4, 1)
         _diagonal(grad_traj).add_(grad_reference)
         acc = torch.promote_types(q_weight.dtype, torch.float32)  # weight gradients accumulate here
         grad_q_weight = (grad_query.flatten(0, 1).T.to(acc) @ reference.flatten(0, 1).to(acc)).to(q_weight.dtype)
         grad_q_bias = grad_query.sum((0, 1), dtype=acc).to(q_bias.dtype) if q_bias is not None else None
-        grad_k_weight = _summed([part[1] for part in parts]) * head_scale(d)  # (H, D, C)
-        grad_v_weight = (torch.zeros_like(grad_k_weight) if original else _summed([part[2] for part in parts]))
-        grad_kv_weight = torch.cat([grad_k_weight, grad_v_weight]).view(2 * c, c).to(kv_weight.dtype)
+        grad_k_weight = _summed([part[1] for part in parts])  # (H, D, C)
+        if original:  # the value half of proj_kv is unused: zero gradient
+            grad_kv_weight = F.pad(grad_k_weight.view(c, c), (0, 0, 0, c))
+        else:
+            grad_kv_weight = torch.cat([grad_k_weight, _summed([part[2] for part in parts])]).view(2 * c, c)
+        grad_kv_weight = grad_kv_weight.to(kv_weight.dtype)
         grad_kv_bias = None
-        if kv_bias is not None:  # the key bias cancels in the softmax: zero gradient
-            grad_kv_bias = torch.zeros_like(kv_bias)
-            if not original:
-                grad_kv_bias[c:] = grad_out.sum((0, 1), dtype=acc).view(c)
+        if kv_bias is not None:  # the key bias cancels in the softmax: zero gradient, as for unused values
+            grad_v_bias = grad_out.new_zeros(c) if original else grad_out.sum((0, 1), dtype=acc).view(c)
+            grad_kv_bias = F.pad(grad_v_bias, (c, 0)).to(kv_bias.dtype)
         return grad_traj, grad_q_weight, grad_q_bias, grad_kv_weight, grad_kv_bias, None
 
 
-def _forward_chunk(trajectories: Tensor, query: Tensor, k_weight: Tensor, v_weight: Tensor, chunk: slice,
-                   original: bool) -> tuple[Tensor, Tensor]:
-    """Temporal weights (B, n, H, T) in float32 or wider and pooled tokens (B, n, H, D) of the queries ``chunk``."""
+def _forward_chunk(trajectories: Tensor, query: Tensor, k_weight: Tensor, v_weight: Tensor, v_bias: Tensor | None,
+                   chunk: slice, original: bool) -> tuple[Tensor, Tensor]:
+    """Temporal weights (B, n, H, T) in float32 or wider and pooled tokens (B, n, H, D) of the queries ``chunk``.
+
+    ``v_bias``: (H, 1, D) or None. The pooled tokens may be a non-contiguous view.
+    """
     b, h, t, _, d = trajectories.shape
     tokens = _tokens(trajectories, chunk)  # (B, n, T, C)
-    # W_k^T q~ per head: (B, n, H, D) x (H, D, C) -> (B, n, H, C); the key bias cancels
-    q_in_tokens = torch.einsum("bnhd,hdc->bnhc", query[:, chunk].unflatten(-1, (h, d)), k_weight)
+    q_in_tokens = _temporal_queries(query[:, chunk], k_weight)  # (B, n, H, C), scaled
     scores = q_in_tokens @ tokens.transpose(-2, -1)  # (B, n, H, T), already scaled
     w = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))
     wd = w.to(tokens.dtype)
     if original:  # head g pools its own channels of y~
         return w, torch.einsum("bnht,bnthd->bnhd", wd, tokens.view(b, -1, t, h, d))
-    # W_v after pooling: (B, n, H, T) x (B, n, T, C) -> (B, n, H, C) -> (B, n, H, D)
-    return w, torch.einsum("bnhc,hdc->bnhd", wd @ tokens, v_weight)
+    # W_v after pooling: (B, n, H, T) x (B, n, T, C) -> (B, n, H, C) -> (H, B*n, C) x (H, C, D) -> (H, B*n, D)
+    mixed = (wd @ tokens).permute(2, 0, 1, 3).flatten(1, 2)
+    pooled = torch.bmm(mixed, v_weight.transpose(-2, -1)) if v_bias is None else torch.baddbmm(
+        v_bias, mixed, v_weight.transpose(-2, -1))
+    return w, pooled.unflatten(1, (b, -1)).permute(1, 2, 0, 3)  # (B, n, H, D), a view
 
 
 def _backward_chunk(trajectories: Tensor, query: Tensor, weights: Tensor, grad_out: Tensor, grad_traj: Tensor,
@@ -237,12 +269,16 @@ def _backward_chunk(trajectories: Tensor, query: Tensor, weights: Tensor, grad_o
         grad_w = grad_mixed @ tokens.transpose(-2, -1)  # (B, n, H, T)
         grad_tokens = w.transpose(-2, -1) @ grad_mixed  # (B, n, T, C)
     grad_scores = torch._softmax_backward_data(grad_w.to(w32.dtype), w32, -1, w32.dtype).to(tokens.dtype)
-    q_chunk = query[:, chunk].unflatten(-1, (h, d))  # (B, n, H, D)
-    q_in_tokens = torch.einsum("bnhd,hdc->bnhc", q_chunk, k_weight)  # recomputed, not stored
+    q_in_tokens = _temporal_queries(query[:, chunk], k_weight)  # recomputed, not stored
     grad_q_in_tokens = grad_scores @ tokens  # (B, n, H, T) x (B, n, T, C) -> (B, n, H, C)
-    grad_tokens = grad_tokens + grad_scores.transpose(-2, -1) @ q_in_tokens  # (B, n, T, C)
-    grad_k_weight = torch.einsum("bnhd,bnhc->hdc", q_chunk, grad_q_in_tokens)
-    grad_query = torch.einsum("bnhc,hdc->bnhd", grad_q_in_tokens, k_weight).flatten(2)  # (B, n, C)
+    # grad_tokens + grad_scores^T q_in_tokens, batched over (B, n): (B*n, T, H) x (B*n, H, C) -> (B*n, T, C)
+    grad_tokens = torch.baddbmm(grad_tokens.flatten(0, 1), grad_scores.transpose(-2, -1).flatten(0, 1),
+                                q_in_tokens.flatten(0, 1))
+    # through q_in_tokens = W_k^T q~ / sqrt(D): (H, D, B*n) x (H, B*n, C) and (H, B*n, C) x (H, C, D)
+    grad_q_in_heads = grad_q_in_tokens.permute(2, 0, 1, 3).flatten(1, 2)  # (H, B*n, C)
+    grad_k_weight = _scaled_bmm(_heads_first(query[:, chunk], h).transpose(-2, -1), grad_q_in_heads, head_scale(d))
+    grad_query = _scaled_bmm(grad_q_in_heads, k_weight.transpose(-2, -1), head_scale(d))  # (H, B*n, D)
+    grad_query = grad_query.unflatten(1, (b, -1)).permute(1, 2, 0, 3).flatten(2)  # (B, n, C)
     # back to the trajectory layout: (B, n, T, H, D) -> (B, H, T, n, D)
     grad_traj[:, :, :, chunk] = grad_tokens.view(b, -1, t, h, d).permute(0, 3, 2, 1, 4)
     return grad_query, grad_k_weight, grad_v_weight
@@ -290,14 +326,13 @@ def trajectory_attention(
         raise ValueError(f"trajectory attention needs as many queries as keys, got {q.shape[-2]} "
                          f"and {k.shape[-2]}")
     split_frames(q.shape[-2], num_frames)
-    b, h, _, d = q.shape
     cls_out = F.scaled_dot_product_attention(q[:, :, :1], k, v)  # (B, H, 1, D)
     trajectories = frame_attention(q[:, :, 1:], k[:, :, 1:], v[:, :, 1:], num_frames)  # (B, H, T, TS, D)
     if TemporalPooling(temporal_pooling) is TemporalPooling.AVERAGE:
-        # (B, H, T, N, D) -> (B, N, H, D) -> (B, N, C)
-        pooled = trajectories.mean(2).transpose(1, 2).reshape(b, -1, h * d)
+        pooled = trajectories.mean(2).transpose(1, 2)  # (B, H, T, N, D) -> (B, N, H, D)
     else:
         if projections is None:
             raise ValueError("temporal attention pooling needs the proj_q / proj_kv weights")
-        pooled = temporal_attention(trajectories, projections, original_temporal_values)
-    return torch.cat([cls_out.transpose(1, 2).reshape(b, 1, h * d), pooled], dim=1)
+        pooled = _temporal_heads(trajectories, projections, original_temporal_values)  # (B, N, H, D)
+    # (B, 1 + N, H, D) -> (B, 1 + N, C): the one copy of the output
+    return torch.cat([cls_out.transpose(1, 2), pooled], dim=1).flatten(2)
