@@ -91,7 +91,7 @@ def _lra_cost(args: argparse.Namespace) -> int:
     if args.json:
         from pathlib import Path
 
-        from motionformer.models.weights import atomic_write
+        from motionformer.io import atomic_write
 
         atomic_write(Path(args.json), lambda temp: Path(temp).write_text(json.dumps(costs, indent=1) + "\n"))
     return 0

@@ -15,6 +15,7 @@ from motionformer.engine.build import load_finetune
 from motionformer.engine.config import load_config
 from motionformer.engine.evaluate import predict
 from motionformer.engine.train import train
+from motionformer.layers import TrajectoryOptions
 from motionformer.models.motionformer import Motionformer
 from motionformer.models.registry import create_model
 from tests.models.test_weights import _released_cfg, _write_released
@@ -66,7 +67,7 @@ def test_epic_run_trains_both_heads_and_reports_action_accuracy(tiny_data, tmp_p
 
 def test_finetune_from_a_released_checkpoint(tiny_data, tmp_path, caplog):
     released = Motionformer(img_size=32, patch_size=8, num_frames=4, embed_dim=32, depth=2, num_heads=2,
-                            num_classes=5, original_temporal_values=True)
+                            num_classes=5, trajectory=TrajectoryOptions(original_temporal_values=True))
     path = tmp_path / "k400_tiny.pyth"
     _write_released(path, released, _released_cfg(classes=5, crop=32, embed_dim=32, PATCH_SIZE=8))
     config = load_config("synthetic-tiny", tiny_overrides(tiny_data, tmp_path / "run"))

@@ -17,6 +17,7 @@ from motionformer.engine.metrics import (
     confusion_matrix,
     epic_metrics,
     format_metrics_table,
+    head_labels,
     mean_class_accuracy,
     save_confusion_picture,
     topk_accuracy,
@@ -73,7 +74,9 @@ def test_epic_action_needs_both_heads_right_on_the_same_item():
     assert metrics["action_top1"] == pytest.approx(100 / 3)
     assert metrics["verb_mean_class_accuracy"] == pytest.approx(75.0)  # class 0: 1/1, class 1: 1/2
     assert video_metrics(scores, labels) == metrics
-    assert video_metrics(SCORES, LABELS) == classification_metrics(SCORES, LABELS)
+    assert video_metrics({"": SCORES}, {"": LABELS}) == classification_metrics(SCORES, LABELS)
+    other_heads = video_metrics({"a": SCORES, "b": SCORES}, {"a": LABELS, "b": LABELS})
+    assert other_heads["b_top1"] == classification_metrics(SCORES, LABELS)["top1"] and "action_top1" not in other_heads
 
 
 @pytest.mark.parametrize(("scores", "labels", "message"), [
@@ -96,8 +99,20 @@ def test_bad_epic_and_confusion_input_is_named():
         epic_metrics({"verb": scores["verb"], "noun": scores["noun"][:2]}, labels)
     with pytest.raises(ValueError, match="predictions has 2 items but labels has 3"):
         confusion_matrix(torch.tensor([0, 1]), torch.tensor([0, 1, 1]), 2)
-    with pytest.raises(TypeError):
-        video_metrics([[0.5, 0.5]], LABELS)
+    with pytest.raises(ValueError, match="same heads"):
+        video_metrics(SCORES, LABELS)
+    with pytest.raises(ValueError, match="same heads"):
+        video_metrics({"verb": scores["verb"]}, labels)
+
+
+def test_head_labels_follow_the_model_heads():
+    assert head_labels(LABELS, {"": 3})[""] is LABELS
+    epic = {"noun": LABELS, "verb": LABELS}
+    assert list(head_labels(epic, {"verb": 2, "noun": 3})) == ["verb", "noun"]
+    with pytest.raises(ValueError, match=r"one label per item but the model has the heads \['verb', 'noun'\]"):
+        head_labels(LABELS, {"verb": 2, "noun": 3})
+    with pytest.raises(ValueError, match=r"lack the head\(s\) \['noun'\]"):
+        head_labels({"verb": LABELS}, {"verb": 2, "noun": 3})
 
 
 # ---------------------------------------------------------------------- ViewAverager
@@ -109,22 +124,26 @@ def _views():
     items = torch.tensor([14, 6, 15, 10, 7])
     scores = torch.tensor([[0.6, 0.4], [0.2, 0.8], [0.8, 0.2], [0.5, 0.5], [0.4, 0.6]])
     labels = torch.tensor([0, 1, 0, 1, 1])
-    return entries, scores, labels, items
+    return entries, {"": scores}, {"": labels}, items
+
+
+def _rows(heads, rows):
+    return {name: value[rows] for name, value in heads.items()}
 
 
 def test_view_averager_averages_per_video_and_ignores_repeated_items():
     entries, scores, labels, items = _views()
     averager = ViewAverager()
-    averager.add(entries[:3], scores[:3], labels[:3], items[:3])
-    averager.add(entries[3:], scores[3:], labels[3:], items[3:])
+    averager.add(entries[:3], _rows(scores, slice(0, 3)), _rows(labels, slice(0, 3)), items[:3])
+    averager.add(entries[3:], _rows(scores, slice(3, None)), _rows(labels, slice(3, None)), items[3:])
     # DistributedSampler padding: item 14 again (with different scores, which must not count)
-    averager.add(torch.tensor([7]), torch.tensor([[0.0, 1.0]]), torch.tensor([0]), torch.tensor([14]))
+    averager.add(torch.tensor([7]), {"": torch.tensor([[0.0, 1.0]])}, {"": torch.tensor([0])}, torch.tensor([14]))
     assert len(averager) == 3
     videos, mean, video_labels, views = averager.result()
     assert videos.tolist() == [3, 5, 7]
     assert views.tolist() == [2, 1, 2]
-    assert video_labels.tolist() == [1, 1, 0]
-    torch.testing.assert_close(mean, torch.tensor([[0.3, 0.7], [0.5, 0.5], [0.7, 0.3]]))
+    assert video_labels[""].tolist() == [1, 1, 0]
+    torch.testing.assert_close(mean[""], torch.tensor([[0.3, 0.7], [0.5, 0.5], [0.7, 0.3]]))
 
 
 def test_view_averager_merge_equals_adding_everything_once():
@@ -132,8 +151,8 @@ def test_view_averager_merge_equals_adding_everything_once():
     whole = ViewAverager()
     whole.add(entries, scores, labels, items)
     first, second = ViewAverager(), ViewAverager()
-    first.add(entries[:3], scores[:3], labels[:3], items[:3])
-    second.add(entries[2:], scores[2:], labels[2:], items[2:])  # item 15 in both shards
+    first.add(entries[:3], _rows(scores, slice(0, 3)), _rows(labels, slice(0, 3)), items[:3])
+    second.add(entries[2:], _rows(scores, slice(2, None)), _rows(labels, slice(2, None)), items[2:])  # item 15 twice
     merged = ViewAverager()
     for state in (first.state(), pickle.loads(pickle.dumps(second.state())), ViewAverager().state()):
         merged.merge(state)
@@ -153,7 +172,7 @@ def test_view_averager_heads():
     torch.testing.assert_close(mean["noun"], torch.tensor([[0.5, 0.0, 0.5]]))
     assert video_labels["noun"].tolist() == [2]
     with pytest.raises(ValueError, match="heads"):
-        averager.add(torch.tensor([1]), verb[:1], torch.tensor([1]), torch.tensor([2]))
+        averager.add(torch.tensor([1]), {"verb": verb[:1]}, {"verb": torch.tensor([1])}, torch.tensor([2]))
 
 
 def test_view_averager_errors():
@@ -161,8 +180,8 @@ def test_view_averager_errors():
         ViewAverager().result()
     averager = ViewAverager()
     with pytest.raises(ValueError, match=r"\(2, classes\)"):
-        averager.add(torch.tensor([0, 1]), torch.rand(3, 2), torch.tensor([0, 1]), torch.tensor([0, 1]))
-    averager.add(torch.tensor([4, 4]), torch.rand(2, 2), torch.tensor([0, 1]), torch.tensor([0, 1]))
+        averager.add(torch.tensor([0, 1]), {"": torch.rand(3, 2)}, {"": torch.tensor([0, 1])}, torch.tensor([0, 1]))
+    averager.add(torch.tensor([4, 4]), {"": torch.rand(2, 2)}, {"": torch.tensor([0, 1])}, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="entry 4 have different labels"):
         averager.result()
 
@@ -177,7 +196,7 @@ def _read_csv(path):
 
 def test_write_predictions_single_head(tmp_path):
     path = write_predictions(tmp_path / "out" / "predictions.csv", torch.tensor([2, 0]), ["a.mp4", "b.mp4", "c.mp4"],
-                             SCORES[:2], LABELS[:2], ["cat", "dog", "eel"], top_k=2)
+                             {"": SCORES[:2]}, {"": LABELS[:2]}, ["cat", "dog", "eel"], top_k=2)
     rows = _read_csv(path)
     assert list(rows[0]) == ["video", "label", "pred_1", "score_1", "pred_2", "score_2", "correct"]
     assert rows[0] == {"video": "c.mp4", "label": "cat", "pred_1": "cat", "score_1": "0.700000", "pred_2": "dog",

@@ -131,7 +131,7 @@ def test_spatial_attention_map_is_eq4_weights():
 def test_bad_arguments_name_the_numbers():
     with pytest.raises(ValueError, match=r"dim = 30 .* num_heads = 4"):
         TrajectoryAttention(30, 4)
-    with pytest.raises(ValueError, match="num_prototypes must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="num_prototypes must be an integer >= 1, got 0"):
         TrajectoryAttention(32, 4, approx="orthoformer", num_prototypes=0)
     with pytest.raises(ValueError, match=r"token count 11 .* num_frames = 4"):
         TrajectoryAttention(32, 4)(torch.randn(1, 11, 32), 4)

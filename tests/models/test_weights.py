@@ -9,9 +9,17 @@ import timm
 import torch
 import yaml
 
-from motionformer.models import Motionformer, convert_checkpoint, from_checkpoint, init_from_image_vit
+from motionformer.models import (
+    Motionformer,
+    TrajectoryOptions,
+    convert_checkpoint,
+    from_checkpoint,
+    init_from_image_vit,
+    split_heads,
+)
 
 ARCH = dict(patch_size=16, tubelet_size=2, num_frames=4, embed_dim=32, depth=2, num_heads=2)
+RELEASED = TrajectoryOptions(original_temporal_values=True)
 
 
 def _released_cfg(attention="trajectory", dataset="Kinetics", classes=5, crop=32, embed_dim=32, **vit):
@@ -36,13 +44,15 @@ def _write_released(path, model, cfg):
 
 @pytest.mark.parametrize("attention", ["trajectory", "joint", "divided"])
 def test_released_checkpoint_round_trip(tmp_path, attention):
-    source = Motionformer(**ARCH, img_size=32, num_classes=5, attention=attention, original_temporal_values=True)
+    source = Motionformer(**ARCH, img_size=32, num_classes=5, attention=attention, trajectory=RELEASED)
     path = tmp_path / "k400_tiny.pyth"
     _write_released(path, source, _released_cfg(attention))
     model = from_checkpoint(path)
     x = torch.randn(2, 3, 4, 32, 32)
     torch.testing.assert_close(model(x), source.eval()(x), rtol=0, atol=0)
-    assert model.weights_info.test_views == (10, 3) and model.weights_info.mean == (0.5, 0.5, 0.5)
+    spec = model.weights_info.input
+    assert (spec.num_clips, spec.num_crops) == (10, 3) and spec.mean == (0.5, 0.5, 0.5)
+    assert (spec.channel_order, spec.sampling, spec.sampling_rate, spec.crop_size) == ("rgb", "clips", 4, 32)
     if attention == "trajectory":
         assert all(block.attn.original_temporal_values for block in model.blocks)
         paper_form = Motionformer(**ARCH, img_size=32, num_classes=5).eval()
@@ -51,18 +61,21 @@ def test_released_checkpoint_round_trip(tmp_path, attention):
 
 
 def test_released_epic_kitchens_has_verb_and_noun_heads(tmp_path):
-    source = Motionformer(**ARCH, img_size=32, heads={"verb": 97, "noun": 300}, original_temporal_values=True)
+    source = Motionformer(**ARCH, img_size=32, heads={"verb": 97, "noun": 300}, trajectory=RELEASED)
     path = tmp_path / "ek.pyth"
     _write_released(path, source, _released_cfg(dataset="Epickitchens", classes=397))
     model = from_checkpoint(path)
-    out = model(torch.randn(1, 3, 4, 32, 32))
+    assert model.heads == {"verb": 97, "noun": 300}
+    assert {"head0.weight", "head1.weight"} <= set(model.state_dict())
+    out = split_heads(model(torch.randn(1, 3, 4, 32, 32)), model.heads)
     assert out["verb"].shape == (1, 97) and out["noun"].shape == (1, 300)
-    names = model.weights_info.class_names
+    assert model.weights_info.input.channel_order == "bgr"  # the released pipeline read frames with OpenCV
+    names = model.weights_info.input.class_names
     assert len(names["verb"]) == 97 and len(names["noun"]) == 300 and names["verb"][0] == "take"
 
 
 def test_released_high_resolution_model_resizes_the_stored_grid(tmp_path):
-    source = Motionformer(**ARCH, img_size=32, num_classes=5, original_temporal_values=True)  # 2x2 grid stored
+    source = Motionformer(**ARCH, img_size=32, num_classes=5, trajectory=RELEASED)  # 2x2 grid stored
     path = tmp_path / "hr.pyth"
     _write_released(path, source, _released_cfg(crop=48))
     model = from_checkpoint(path)
@@ -90,12 +103,13 @@ def test_config_that_does_not_match_the_tensors_is_named(tmp_path):
 
 
 def test_convert_writes_safetensors_and_metadata(tmp_path):
-    source = Motionformer(**ARCH, img_size=32, num_classes=5, original_temporal_values=True)
+    source = Motionformer(**ARCH, img_size=32, num_classes=5, trajectory=RELEASED)
     _write_released(tmp_path / "k.pyth", source, _released_cfg())
     weights, meta = convert_checkpoint(tmp_path / "k.pyth", tmp_path / "out" / "k400_tiny")
     record = json.loads(meta.read_text())
     assert weights.suffix == ".safetensors" and record["outputs"] == "logits"
-    assert record["num_frames"] == 4 and record["architecture"]["original_temporal_values"] is True
+    assert record["format"] == "motionformer/2" and record["input"]["num_frames"] == 4
+    assert record["architecture"]["trajectory"]["original_temporal_values"] is True
     model = from_checkpoint(meta)
     x = torch.randn(1, 3, 4, 32, 32)
     torch.testing.assert_close(model(x), source.eval()(x))
@@ -134,7 +148,7 @@ def test_trajectory_model_from_image_vit_file(tmp_path):
 def test_convert_command(tmp_path, capsys):
     from motionformer.cli import main
 
-    source = Motionformer(**ARCH, img_size=32, num_classes=5, original_temporal_values=True)
+    source = Motionformer(**ARCH, img_size=32, num_classes=5, trajectory=RELEASED)
     _write_released(tmp_path / "k.pyth", source, _released_cfg())
     assert main(["convert", str(tmp_path / "k.pyth"), str(tmp_path / "k")]) == 0
     assert (tmp_path / "k.safetensors").exists() and (tmp_path / "k.json").exists()
@@ -145,7 +159,7 @@ def test_convert_command(tmp_path, capsys):
 def test_pickles_with_other_objects_need_trust(tmp_path):
     import argparse
 
-    source = Motionformer(**ARCH, img_size=32, num_classes=5, original_temporal_values=True)
+    source = Motionformer(**ARCH, img_size=32, num_classes=5, trajectory=RELEASED)
     path = tmp_path / "old.pyth"
     _write_released(path, source, _released_cfg())
     checkpoint = torch.load(path, weights_only=True)

@@ -33,8 +33,8 @@ from motionformer.data.transforms import frames_to_video, short_side_resize, spa
 from motionformer.engine.build import model_from_weights
 from motionformer.engine.distributed import resolve_device
 from motionformer.engine.evaluate import predict_views, top_classes
+from motionformer.io import atomic_write
 from motionformer.models.motionformer import AttentionType
-from motionformer.models.weights import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def attention_maps(video: str | os.PathLike, checkpoint: str | os.PathLike, poin
     if model.attention is not AttentionType.TRAJECTORY:
         raise ValueError(f"{checkpoint}: attention maps need a trajectory-attention model, this one uses "
                          f"{model.attention.value} attention")
-    crop, num_frames = spec["crop_size"], spec["num_frames"]
+    crop, num_frames = spec.crop_size, spec.num_frames
     x, y = point
     if not (0 <= x < crop and 0 <= y < crop):
         raise ValueError(f"point ({x}, {y}) is outside the {crop}x{crop} input crop: x and y must be in 0..{crop - 1}")
@@ -131,12 +131,12 @@ def attention_maps(video: str | os.PathLike, checkpoint: str | os.PathLike, poin
     if head is not None and not 0 <= head < num_heads:
         raise ValueError(f"head {head} is out of range: layer {layer} has {num_heads} heads, 0..{num_heads - 1}")
 
-    sampler = UniformClipSampler(num_frames, spec["sampling_rate"], num_clips=1)
+    sampler = UniformClipSampler(num_frames, spec.sampling_rate, num_clips=1)
     with open_video(video) as reader:
         raw = reader.read_frames(sampler((0.0, reader.duration), reader.fps))  # (F, H, W, 3) uint8
     shown = spatial_crops(short_side_resize(frames_to_video(raw), crop), crop, 1)[0]  # (F, 3, crop, crop)
     frames = shown.as_subclass(Tensor).permute(0, 2, 3, 1).contiguous()  # (F, crop, crop, 3)
-    clip = test_transform(crop_size=crop, num_crops=1, mean=spec["mean"], std=spec["std"])(raw)  # (1, 3, F, crop, crop)
+    clip = test_transform(crop_size=crop, num_crops=1, mean=spec.mean, std=spec.std)(raw)  # (1, 3, F, crop, crop)
     token = (frame // model.tubelet_size, y // model.patch_size, x // model.patch_size)
     target = resolve_device(device)
     model, clip = model.to(target).eval(), clip.to(target)

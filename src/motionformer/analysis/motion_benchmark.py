@@ -57,9 +57,10 @@ from torch.nn import functional as F
 from motionformer.analysis.memory import training_memory_bytes
 from motionformer.data.synthetic import MOTION_CLASSES, render_clip
 from motionformer.engine.train import lr_factor, parameter_groups
+from motionformer.io import atomic_write
 from motionformer.models.flops import count_flops
 from motionformer.models.motionformer import Motionformer, count_parameters
-from motionformer.models.weights import atomic_write
+from motionformer.models.registry import model_arguments
 
 __all__ = ["ARMS", "Arm", "Budget", "run_benchmark", "train_arm"]
 
@@ -178,7 +179,7 @@ def _build(arm: Arm, budget: Budget) -> Motionformer:
     options = dict(img_size=arm.size, patch_size=arm.patch, num_frames=frames,
                    tubelet_size=1 if arm.single_frame else budget.tubelet, num_classes=NUM_CLASSES,
                    embed_dim=budget.width, depth=budget.depth, num_heads=budget.heads, attention="trajectory")
-    return Motionformer(**{**options, **arm.model})
+    return Motionformer(**model_arguments({**options, **arm.model}))
 
 
 # ---------------------------------------------------------------------- measurements

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from motionformer.models.weights import atomic_write
+from motionformer.io import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ import logging
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -31,31 +30,29 @@ from motionformer.engine.metrics import (
     ViewAverager,
     confusion_matrix,
     format_metrics_table,
+    head_labels,
     save_confusion_picture,
     video_metrics,
     write_predictions,
 )
 from motionformer.engine.precision import autocast, resolve_precision
-from motionformer.models.weights import atomic_write
+from motionformer.io import atomic_write
+from motionformer.models.motionformer import split_heads
+from motionformer.models.spec import ClassNames, InputSpec
 
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
 def predict_views(model: nn.Module, video: torch.Tensor, autocast_dtype: torch.dtype | None = None
-                  ) -> torch.Tensor | dict[str, torch.Tensor]:
-    """Softmax scores of a batch of items, each (crops, 3, T, H, W), averaged over its crops: (B, K) or per head."""
+                  ) -> dict[str, torch.Tensor]:
+    """Softmax scores of a batch of items, each (crops, 3, T, H, W), averaged over its crops: {head: (B, K_head)}."""
     batch, crops = video.shape[:2]
     flat = video.flatten(0, 1)  # (B * crops, 3, T, H, W)
     with autocast(video.device, autocast_dtype):
         logits = model(flat)
-
-    def average(values: torch.Tensor) -> torch.Tensor:
-        return values.float().softmax(-1).view(batch, crops, -1).mean(1)
-
-    if isinstance(logits, Mapping):
-        return {name: average(values) for name, values in logits.items()}
-    return average(logits)
+    heads = split_heads(logits.float(), distributed.unwrap(model).heads)
+    return {name: values.softmax(-1).view(batch, crops, -1).mean(1) for name, values in heads.items()}
 
 
 @torch.no_grad()
@@ -68,26 +65,20 @@ def evaluate(model: nn.Module, loader: torch.utils.data.DataLoader, context: dis
     dataset = loader.dataset
     set_epoch(loader, 0)
     averager = ViewAverager()
+    heads = distributed.unwrap(model).heads
     total_views = len(loader.sampler) * getattr(loader.dataset.transform, "num_crops", 1)
     bar = tqdm(total=total_views, unit="view", desc=desc, disable=not context.is_main, leave=False,
                dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0)
     try:
         for batch in loader:
             video = batch["video"].to(context.device, non_blocking=True)
-            scores = predict_views(model, video, autocast_dtype)
+            scores = {name: value.cpu() for name, value in predict_views(model, video, autocast_dtype).items()}
+            labels = head_labels(batch["label"], heads)
             # an item read from a substitute (its own video failed) has another entry than its index says
-            own = batch["entry_index"] == batch["index"] // dataset.num_views
-            if not bool(own.all()):
-                keep = own.nonzero().flatten()
-                scores = ({k: v[keep.to(v.device)] for k, v in scores.items()} if isinstance(scores, Mapping)
-                          else scores[keep.to(scores.device)])
-                batch = {**batch, "entry_index": batch["entry_index"][keep], "index": batch["index"][keep],
-                         "label": ({k: v[keep] for k, v in batch["label"].items()}
-                                   if isinstance(batch["label"], Mapping) else batch["label"][keep])}
-            if len(batch["index"]):
-                cpu_scores = ({k: v.cpu() for k, v in scores.items()} if isinstance(scores, Mapping)
-                              else scores.cpu())
-                averager.add(batch["entry_index"], cpu_scores, batch["label"], batch["index"])
+            keep = (batch["entry_index"] == batch["index"] // dataset.num_views).nonzero().flatten()
+            if len(keep):
+                averager.add(batch["entry_index"][keep], {name: value[keep] for name, value in scores.items()},
+                             {name: value[keep] for name, value in labels.items()}, batch["index"][keep])
             bar.update(video.shape[0] * video.shape[1])
     finally:
         bar.close()
@@ -106,6 +97,11 @@ def evaluate(model: nn.Module, loader: torch.utils.data.DataLoader, context: dis
     return metrics, averager
 
 
+def _head_names(class_names: ClassNames, head: str) -> list[str] | None:
+    """The class names of one head: ``class_names`` is a list for the one head ``""``, {head: list} for several."""
+    return class_names.get(head) if isinstance(class_names, Mapping) else class_names
+
+
 def _write_outputs(output: Path, dataset: VideoClipDataset, averager: ViewAverager, metrics: dict[str, float],
                    predictions: bool, confusion: bool) -> None:
     entries, scores, labels, _ = averager.result()
@@ -113,18 +109,16 @@ def _write_outputs(output: Path, dataset: VideoClipDataset, averager: ViewAverag
     if predictions:
         write_predictions(output / "predictions.csv", entries, paths, scores, labels, dataset.class_names)
     if confusion:
-        heads = scores.items() if isinstance(scores, Mapping) else [("", scores)]
-        for name, head_scores in heads:
-            head_labels = labels[name] if isinstance(labels, Mapping) else labels
-            names = dataset.class_names.get(name) if isinstance(dataset.class_names, Mapping) else dataset.class_names
-            matrix = confusion_matrix(head_scores.argmax(-1), head_labels, head_scores.shape[-1])
-            save_confusion_picture(matrix, output / f"confusion{'_' + name if name else ''}.png", names)
+        for name, head_scores in scores.items():
+            matrix = confusion_matrix(head_scores.argmax(-1), labels[name], head_scores.shape[-1])
+            save_confusion_picture(matrix, output / f"confusion{'_' + name if name else ''}.png",
+                                   _head_names(dataset.class_names, name))
     atomic_write(output / "test_metrics.json",
                   lambda temp: Path(temp).write_text(json.dumps(metrics, indent=2) + "\n"))
 
 
 def run_test(config: Config, *, context: distributed.DistributedContext, model: nn.Module,
-             class_names: Any = None, spec: dict[str, Any] | None = None) -> dict[str, float]:
+             class_names: ClassNames = None, spec: InputSpec | None = None) -> dict[str, float]:
     """Multi-view test of ``model`` on the test split (``data.test``, else ``data.val``) with ``eval.num_clips`` x
     ``eval.num_crops`` views; writes ``test_metrics.json``, ``predictions.csv`` and ``confusion.png`` to
     ``output_dir`` (main process)."""
@@ -155,10 +149,9 @@ def evaluate_checkpoint(config: Config) -> dict[str, float]:
                          ".pyth file)")
     context = distributed.setup(config.train.device)
     try:
-        model, class_names, weights_spec = model_from_weights(config.checkpoint)
-        spec = {**input_spec(config, model), "num_frames": config.data.num_frames or weights_spec["num_frames"],
-                "crop_size": config.data.crop_size or weights_spec["crop_size"]}
-        return run_test(config, context=context, model=model, class_names=class_names, spec=spec)
+        model, class_names, _ = model_from_weights(config.checkpoint)
+        return run_test(config, context=context, model=model, class_names=class_names,
+                        spec=input_spec(config, model, class_names))
     finally:
         distributed.cleanup()
 
@@ -174,12 +167,12 @@ def predict(videos: Sequence[str | Path], checkpoint: str | Path, *, top_k: int 
     model, class_names, spec = model_from_weights(checkpoint)
     target = distributed.resolve_device(device)
     model = model.to(target).eval()
-    sampler = UniformClipSampler(spec["num_frames"], spec["sampling_rate"], num_clips or spec["num_clips"])
-    transform = test_transform(crop_size=spec["crop_size"], num_crops=num_crops or spec["num_crops"],
-                               mean=spec["mean"], std=spec["std"])
+    sampler = UniformClipSampler(spec.num_frames, spec.sampling_rate, num_clips or spec.num_clips)
+    transform = test_transform(crop_size=spec.crop_size, num_crops=num_crops or spec.num_crops, mean=spec.mean,
+                               std=spec.std)
     entries = [VideoEntry(path=Path(video), label=0, source="command line") for video in videos]
     dataset = VideoClipDataset(entries, sampler, transform, training=False, max_retries=0)
-    results: list[dict[str, torch.Tensor | dict[str, torch.Tensor]]] = []
+    results: list[dict[str, torch.Tensor]] = []
     for index in range(len(entries)):
         try:
             views = [dataset[index * dataset.num_views + view] for view in range(dataset.num_views)]
@@ -190,16 +183,15 @@ def predict(videos: Sequence[str | Path], checkpoint: str | Path, *, top_k: int 
     return [top_classes(scores, class_names, top_k)[0] for scores in results]
 
 
-def top_classes(scores: torch.Tensor | Mapping[str, torch.Tensor], class_names: Any, top_k: int
+def top_classes(scores: Mapping[str, torch.Tensor], class_names: ClassNames, top_k: int
                 ) -> list[dict[str, list[tuple[str, float]]]]:
-    """The ``top_k`` classes of each row of ``scores`` ((B, K), or per head) with their names:
+    """The ``top_k`` classes of each row of ``scores`` ({head: (B, K_head)}) with their names:
     [{head: [(name, score), ...]}] (the head is ``""`` for single-head models)."""
-    heads = dict(scores) if isinstance(scores, Mapping) else {"": scores}
     answers = []
-    for row in range(len(next(iter(heads.values())))):
+    for row in range(len(next(iter(scores.values())))):
         answer = {}
-        for head, values in heads.items():
-            names = class_names.get(head) if isinstance(class_names, Mapping) else class_names
+        for head, values in scores.items():
+            names = _head_names(class_names, head)
             top = values[row].topk(min(top_k, values.shape[-1]))
             answer[head] = [(names[i] if names else str(i), float(score))
                             for score, i in zip(top.values, top.indices.tolist(), strict=True)]

@@ -4,8 +4,9 @@ picture).
 
 Everything here is a pure function of CPU-copyable tensors; gathering across processes belongs to
 ``motionformer.engine.distributed``. Scores are ``(N, K)`` (one row per item, one column per class), labels
-``(N,)`` integer class indices. Accuracies are percentages (0-100). Epic-Kitchens scores and labels are
-mappings with the heads ``"verb"`` and ``"noun"``.
+``(N,)`` integer class indices. Accuracies are percentages (0-100). Where a model may have several heads
+(multi-view testing, predictions files), scores and labels are dicts keyed by the model's heads
+(``model.heads``): ``{"": ...}`` for one head, ``{"verb": ..., "noun": ...}`` for Epic-Kitchens.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from motionformer.models.weights import atomic_write
+from motionformer.io import atomic_write
 
 __all__ = [
     "ViewAverager",
@@ -30,6 +31,7 @@ __all__ = [
     "confusion_matrix",
     "epic_metrics",
     "format_metrics_table",
+    "head_labels",
     "mean_class_accuracy",
     "save_confusion_picture",
     "topk_accuracy",
@@ -46,7 +48,7 @@ _SCALE_RAMP = 10  # pixels: the height of the colour scale's ramp
 # Heat-map end points: a row fraction of 0 is white, 1 is dark blue.
 _LOW, _HIGH = np.array([255.0, 255.0, 255.0]), np.array([8.0, 48.0, 107.0])
 
-Scores = Tensor | Mapping[str, Tensor]
+HeadTensors = Mapping[str, Tensor]
 
 
 # ---------------------------------------------------------------------- checks
@@ -169,13 +171,38 @@ def epic_metrics(scores: Mapping[str, Tensor], labels: Mapping[str, Tensor]) -> 
     return results
 
 
-def video_metrics(scores: Scores, labels: Tensor | Mapping[str, Tensor]) -> dict[str, float]:
-    """``classification_metrics`` for a Tensor of scores, ``epic_metrics`` for a mapping of heads."""
-    if isinstance(scores, Tensor):
-        return classification_metrics(scores, labels)
-    if isinstance(scores, Mapping):
+def head_labels(labels: Tensor | Mapping[str, Tensor], heads: Mapping[str, int]) -> dict[str, Tensor]:
+    """A batch's labels as the data gives them (a Tensor for one head, {head: Tensor} for several) keyed by the
+    model's ``heads``."""
+    if isinstance(labels, Tensor):
+        if list(heads) != [""]:
+            raise ValueError(f"the data gives one label per item but the model has the heads {list(heads)}")
+        return {"": labels}
+    missing = [head for head in heads if head not in labels]
+    if missing:
+        raise ValueError(f"the data's labels lack the head(s) {missing} of the model (labels: {sorted(labels)})")
+    return {head: labels[head] for head in heads}
+
+
+def _same_heads(scores: HeadTensors, labels: HeadTensors) -> None:
+    if not isinstance(scores, Mapping) or not isinstance(labels, Mapping) or set(scores) != set(labels):
+        found = {name: sorted(value) if isinstance(value, Mapping) else type(value).__name__
+                 for name, value in (("scores", scores), ("labels", labels))}
+        raise ValueError(f"scores and labels must be dicts with the same heads (\"\" for one head), got {found}")
+
+
+def video_metrics(scores: HeadTensors, labels: HeadTensors) -> dict[str, float]:
+    """``epic_metrics`` for the heads verb and noun, else ``classification_metrics`` of each head (the names
+    prefixed by ``HEAD_`` for named heads)."""
+    _same_heads(scores, labels)
+    if set(scores) == set(EPIC_HEADS):
         return epic_metrics(scores, labels)
-    raise TypeError(f"scores must be a Tensor or a mapping of heads, got {type(scores).__name__}")
+    results: dict[str, float] = {}
+    for head, head_scores in scores.items():
+        prefix = f"{head}_" if head else ""
+        results.update({prefix + name: value
+                        for name, value in classification_metrics(head_scores, labels[head]).items()})
+    return results
 
 
 # ---------------------------------------------------------------------- multi-view testing
@@ -197,26 +224,25 @@ class ViewAverager:
     def __init__(self) -> None:
         self._entries: list[Tensor] = []
         self._items: list[Tensor] = []
-        self._scores: dict[str | None, list[Tensor]] = {}  # head -> batches; key None for plain Tensor scores
-        self._labels: dict[str | None, list[Tensor]] = {}
+        self._scores: dict[str, list[Tensor]] = {}  # head -> batches
+        self._labels: dict[str, list[Tensor]] = {}
         self._seen_items: set[int] = set()
         self._seen_entries: set[int] = set()
-        self._num_classes: dict[str | None, int] = {}
+        self._num_classes: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._seen_entries)
 
-    def add(self, entry_index: Tensor, scores: Scores, labels: Tensor | Mapping[str, Tensor],
-            item_index: Tensor) -> None:
-        """Add one batch: ``entry_index``, ``labels`` and ``item_index`` ``(B,)``, ``scores`` ``(B, K)``, or for
-        several heads ``{head: (B, K_head)}`` scores and ``{head: (B,)}`` labels."""
+    def add(self, entry_index: Tensor, scores: HeadTensors, labels: HeadTensors, item_index: Tensor) -> None:
+        """Add one batch: ``entry_index`` and ``item_index`` ``(B,)``, ``{head: (B, K_head)}`` scores and
+        ``{head: (B,)}`` labels."""
         entry_index, item_index = _labels(entry_index, "entry_index"), _labels(item_index, "item_index")
         size = entry_index.numel()
         if item_index.numel() != size:
             raise ValueError(f"entry_index has {size} items but item_index has {item_index.numel()}")
         head_scores, head_labels = self._split(scores, labels)
         for head, values in head_scores.items():
-            where = "scores" if head is None else f"scores[{head!r}]"
+            where = f"scores[{head!r}]"
             if values.dim() != 2 or values.shape[0] != size:
                 raise ValueError(f"{where} must be ({size}, classes) to match entry_index, got {tuple(values.shape)}")
             if head_labels[head].numel() != size:
@@ -240,25 +266,12 @@ class ViewAverager:
             self._scores.setdefault(head, []).append(values.detach().cpu().float()[keep_index])
             self._labels.setdefault(head, []).append(head_labels[head][keep_index])
 
-    def _split(self, scores: Scores, labels: Tensor | Mapping[str, Tensor]
-               ) -> tuple[dict[str | None, Tensor], dict[str | None, Tensor]]:
-        """Scores and labels keyed by head (None for plain tensors), checked against earlier batches' heads."""
-        if isinstance(scores, Tensor):
-            if not isinstance(labels, Tensor):
-                raise TypeError(f"scores is a Tensor, so labels must be one too, got {type(labels).__name__}")
-            split_scores, split_labels = {None: scores}, {None: _labels(labels)}
-        elif isinstance(scores, Mapping):
-            if not isinstance(labels, Mapping) or set(labels) != set(scores):
-                raise ValueError(f"labels must be a mapping with the heads of scores {sorted(scores)}, got "
-                                 f"{sorted(labels) if isinstance(labels, Mapping) else type(labels).__name__}")
-            split_scores = dict(scores)
-            split_labels = {head: _labels(labels[head], f"labels[{head!r}]") for head in scores}
-        else:
-            raise TypeError(f"scores must be a Tensor or a mapping of heads, got {type(scores).__name__}")
-        if self._num_classes and set(self._num_classes) != set(split_scores):
-            raise ValueError(f"scores heads {sorted(map(str, split_scores))} differ from earlier batches' "
-                             f"{sorted(map(str, self._num_classes))}")
-        return split_scores, split_labels
+    def _split(self, scores: HeadTensors, labels: HeadTensors) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Scores and labels as dicts of checked tensors, with the heads of earlier batches."""
+        _same_heads(scores, labels)
+        if self._num_classes and set(self._num_classes) != set(scores):
+            raise ValueError(f"scores heads {sorted(scores)} differ from earlier batches' {sorted(self._num_classes)}")
+        return dict(scores), {head: _labels(labels[head], f"labels[{head!r}]") for head in scores}
 
     def state(self) -> dict[str, Any]:
         """What was added, as ``add``'s keyword arguments (CPU tensors, picklable); ``merge`` takes it back."""
@@ -267,8 +280,6 @@ class ViewAverager:
                     "item_index": torch.zeros(0, dtype=torch.long)}
         scores = {head: torch.cat(batches) for head, batches in self._scores.items()}
         labels = {head: torch.cat(batches) for head, batches in self._labels.items()}
-        if None in scores:
-            scores, labels = scores[None], labels[None]
         return {"entry_index": torch.cat(self._entries), "scores": scores, "labels": labels,
                 "item_index": torch.cat(self._items)}
 
@@ -281,9 +292,9 @@ class ViewAverager:
             return
         self.add(state["entry_index"], state["scores"], state["labels"], state["item_index"])
 
-    def result(self) -> tuple[Tensor, Scores, Tensor | dict[str, Tensor], Tensor]:
+    def result(self) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor], Tensor]:
         """``(entries, mean_scores, labels, views)``: entry indices sorted ascending ``(V,)``, mean scores per video
-        ``(V, K)`` (or a dict of heads), the label per video ``(V,)`` (or a dict), the view count per video ``(V,)``.
+        ``{head: (V, K_head)}``, the label per video ``{head: (V,)}``, the view count per video ``(V,)``.
 
         Raises ValueError when nothing was added or when the views of one video disagree on its label.
         """
@@ -302,12 +313,10 @@ class ViewAverager:
             disagree = (item_labels != labels[position]).nonzero()
             if disagree.numel():
                 video = position[disagree[0, 0]]
-                where = "label" if head is None else f"{head} label"
+                where = f"{head} label" if head else "label"
                 raise ValueError(f"the views of entry {int(entries[video])} have different {where}s: "
                                  f"{sorted(set(item_labels[position == video].tolist()))}")
             video_labels[head] = labels
-        if None in mean_scores:
-            return entries, mean_scores[None], video_labels[None], views
         return entries, mean_scores, video_labels, views
 
 
@@ -316,36 +325,37 @@ class ViewAverager:
 
 def _names_for(class_names: Sequence[str] | Mapping[str, Sequence[str]] | None, head: str | None,
                num_classes: int) -> list[str]:
-    """The class names of one head (indices as text when ``class_names`` is None), checked against K."""
+    """The class names of one head (indices as text when ``class_names`` is None), checked against K; a list
+    for the head ``""`` (or None), {head: list} for named heads."""
     if class_names is None:
         return [str(index) for index in range(num_classes)]
-    if head is not None:
+    if head:
         if not isinstance(class_names, Mapping) or head not in class_names:
             raise ValueError(f"class_names must be a mapping with the head {head!r} for head scores, "
                              f"got {type(class_names).__name__}")
         names = list(class_names[head])
     else:
         if isinstance(class_names, Mapping):
-            raise ValueError("class_names is a mapping of heads but scores is a single Tensor; pass a list")
+            raise ValueError("class_names is a mapping of heads but the scores have one head; pass a list")
         names = list(class_names)
     if len(names) != num_classes:
-        where = "class_names" if head is None else f"class_names[{head!r}]"
+        where = f"class_names[{head!r}]" if head else "class_names"
         raise ValueError(f"{where} has {len(names)} names but the scores have {num_classes} classes")
     return names
 
 
-def write_predictions(path: str | os.PathLike, entry_indices: Tensor, video_paths: Sequence[str], scores: Scores,
-                      labels: Tensor | Mapping[str, Tensor],
+def write_predictions(path: str | os.PathLike, entry_indices: Tensor, video_paths: Sequence[str],
+                      scores: HeadTensors, labels: HeadTensors,
                       class_names: Sequence[str] | Mapping[str, Sequence[str]] | None, top_k: int = 5) -> Path:
     """Write a CSV with one row per video (atomically); returns its path.
 
     ``entry_indices`` ``(V,)`` index ``video_paths``; ``scores`` / ``labels`` are per video, as ``ViewAverager``
-    returns them. Columns, for a single Tensor of scores::
+    returns them. Columns, for the one head ``""``::
 
         video, label, pred_1, score_1, ..., pred_k, score_k, correct
 
-    and for heads (``{"verb": ..., "noun": ...}``) the same group per head with the head as prefix
-    (``verb_label, verb_pred_1, verb_score_1, ..., verb_correct, noun_label, ...``) followed by
+    and for named heads (``{"verb": ..., "noun": ...}``) the same group per head with the head as prefix
+    (``verb_label, verb_pred_1, verb_score_1, ..., verb_correct, noun_label, ...``), for Epic-Kitchens followed by
     ``action_correct`` (both heads' top-1 right). Labels and predictions are class names (indices when
     ``class_names`` is None), scores have 6 decimals, ``correct`` is 1 when the top-1 prediction is the label
     and 0 otherwise. ``top_k`` is clamped to the number of classes.
@@ -353,11 +363,8 @@ def write_predictions(path: str | os.PathLike, entry_indices: Tensor, video_path
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     entry_indices = _labels(entry_indices, "entry_indices")
-    if isinstance(scores, Tensor):
-        heads: dict[str | None, tuple[Tensor, Tensor]] = {None: _scores_and_labels(scores, labels)}
-    else:
-        _heads(scores, labels)
-        heads = {head: _scores_and_labels(scores[head], labels[head], head) for head in EPIC_HEADS}
+    _same_heads(scores, labels)
+    heads = {head: _scores_and_labels(scores[head], labels[head], head or None) for head in scores}
     count = next(iter(heads.values()))[0].shape[0]
     if entry_indices.numel() != count:
         raise ValueError(f"entry_indices has {entry_indices.numel()} items but scores has {count} rows")
@@ -366,7 +373,7 @@ def write_predictions(path: str | os.PathLike, entry_indices: Tensor, video_path
     header = ["video"]
     columns = []  # per head: (prefix, names, top values, top indices, labels, correct)
     for head, (head_scores, head_labels) in heads.items():
-        prefix = "" if head is None else f"{head}_"
+        prefix = f"{head}_" if head else ""
         names = _names_for(class_names, head, head_scores.shape[1])
         k = min(top_k, head_scores.shape[1])
         top = head_scores.topk(k, dim=1)  # values, indices: (V, k)
@@ -376,7 +383,7 @@ def write_predictions(path: str | os.PathLike, entry_indices: Tensor, video_path
         header += [f"{prefix}{kind}_{rank}" for rank in range(1, k + 1) for kind in ("pred", "score")]
         header += [f"{prefix}correct"]
     action_correct = None
-    if len(columns) > 1:
+    if list(heads) == list(EPIC_HEADS):
         action_correct = (columns[0][5] & columns[1][5]).tolist()
         header.append("action_correct")
 

@@ -47,9 +47,11 @@ from motionformer.engine.checkpoint import (
 )
 from motionformer.engine.config import Config, to_dict, to_yaml
 from motionformer.engine.evaluate import evaluate, run_test
-from motionformer.engine.metrics import format_metrics_table
+from motionformer.engine.metrics import format_metrics_table, head_labels
 from motionformer.engine.precision import autocast, resolve_precision
-from motionformer.models.weights import WeightsInfo, atomic_write, save_model
+from motionformer.io import atomic_write
+from motionformer.models.motionformer import split_heads
+from motionformer.models.weights import WeightsInfo, save_model
 
 log = logging.getLogger(__name__)
 
@@ -126,20 +128,9 @@ def mix_batch(video: Tensor, targets: dict[str, Tensor], mixup: float, cutmix: f
     return video, {name: lam * t + (1.0 - lam) * t.flip(0) for name, t in targets.items()}
 
 
-def compute_loss(logits: Tensor | Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> Tensor:
-    """Cross-entropy with soft targets, summed over heads (one head is named ``""``)."""
-    if isinstance(logits, Tensor):
-        logits = {"": logits}
+def compute_loss(logits: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> Tensor:
+    """Cross-entropy with soft targets, summed over heads (``split_heads``' dicts; one head is named ``""``)."""
     return sum(F.cross_entropy(logits[name].float(), targets[name]) for name in targets)
-
-
-def _head_labels(labels: Tensor | Mapping[str, Tensor]) -> dict[str, Tensor]:
-    return dict(labels) if isinstance(labels, Mapping) else {"": labels}
-
-
-def _num_classes(model: nn.Module) -> dict[str, int]:
-    classes = distributed.unwrap(model).num_classes
-    return dict(classes) if isinstance(classes, Mapping) else {"": classes}
 
 
 @dataclasses.dataclass
@@ -257,7 +248,7 @@ class Trainer:
         model = build_model(config, self.class_names)
         if self.finetune:
             load_finetune(model, self.finetune)
-        self.spec = input_spec(config, model)
+        self.spec = input_spec(config, model, self.class_names)
         self.train_set = build_split(config, "train", self.spec, training=True)
         self.val_set = (build_split(config, "val", self.spec, training=False, num_clips=config.eval.val_clips,
                                     num_crops=config.eval.val_crops)
@@ -364,14 +355,14 @@ class Trainer:
         they were. The flags travel in one all-reduce, so every process takes the same decisions."""
         device, train = self.context.device, self.config.train
         video = batch["video"].to(device, non_blocking=True)
-        labels = {name: value.to(device) for name, value in _head_labels(batch["label"]).items()}
-        classes = _num_classes(self.ddp_model)
+        classes = distributed.unwrap(self.ddp_model).heads
+        labels = {name: value.to(device) for name, value in head_labels(batch["label"], classes).items()}
         targets = {name: one_hot_targets(labels[name], classes[name], train.label_smoothing) for name in labels}
         if train.mixup > 0 or train.cutmix > 0:
             video, targets = mix_batch(video, targets, train.mixup, train.cutmix)
         with autocast(device, self.autocast_dtype):
             logits = self.ddp_model(video)
-        loss = compute_loss(logits if isinstance(logits, Mapping) else {"": logits}, targets)
+        loss = compute_loss(split_heads(logits, distributed.unwrap(self.ddp_model).heads), targets)
         due = self.context.is_main and time.monotonic() - self._last_save >= 60 * train.checkpoint_minutes
         flags = torch.tensor([float(self.stop.requested), float(due)], device=device)
         status = torch.cat([loss.detach().float()[None], flags])
@@ -517,12 +508,10 @@ class Trainer:
             distributed.broadcast_tensors(list(self.model.state_dict().values()))
         if not self.context.is_main:
             return None
-        config, spec = self.config, self.spec
+        config = self.config
         info = WeightsInfo(source=f"motionformer training run ({config.model.name})",
-                           architecture=self.model.architecture, img_size=spec["crop_size"],
-                           num_frames=spec["num_frames"], sampling_rate=config.data.sampling_rate,
-                           mean=tuple(spec["mean"]), std=tuple(spec["std"]), dataset=config.data.name or "custom",
-                           class_names=self.class_names, test_views=(config.eval.num_clips, config.eval.num_crops))
+                           architecture=self.model.architecture, input=self.spec,
+                           dataset=config.data.name or "custom")
         weights, _ = save_model(self.model, self.output / "model", info)
         return weights
 

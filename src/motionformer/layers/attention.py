@@ -6,8 +6,8 @@ Input and output: (B, 1 + T*S, C), the class token first, then patch tokens fram
 
 from __future__ import annotations
 
-import enum
 from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -15,8 +15,6 @@ from torch import Tensor, nn
 from motionformer.attention import (
     FrameAttention,
     Normalization,
-    PrototypeSelection,
-    PrototypeSource,
     TemporalPooling,
     TemporalProjections,
     exact_frame_attention,
@@ -32,14 +30,7 @@ from motionformer.attention import (
 )
 from motionformer.attention.common import split_frames
 from motionformer.attention.reference import frame_attention_reference, trajectory_attention_reference
-
-
-class Approximation(str, enum.Enum):
-    """Approximations of trajectory attention's first (spatial) stage (paper Table 3a)."""
-
-    ORTHOFORMER = "orthoformer"
-    NYSTROM = "nystrom"
-    PERFORMER = "performer"
+from motionformer.layers.options import Approximation, TrajectoryOptions
 
 
 def _check_heads(dim: int, num_heads: int) -> int:
@@ -99,61 +90,33 @@ class SpaceAttention(_HeadsAttention):
 class TrajectoryAttention(_HeadsAttention):
     """Trajectory attention (paper eq. 4-6) with ``qkv``, ``proj_q``, ``proj_kv`` and ``proj``.
 
-    Args:
-        original_temporal_values: pool the trajectory tokens themselves in the temporal stage, as the
-            released checkpoints do (the value half of ``proj_kv`` is then unused: its gradient is zero).
-            Default: the paper's projected values.
-        approx: None for exact attention, else an ``Approximation`` of the spatial stage.
-        num_prototypes: prototypes (Orthoformer) or landmarks (Nystrom). At least S, the tokens of one
-            frame, means exact attention.
-        temporal_pooling: ``attention`` (Att_T) or ``average`` (Avg_T; no ``proj_q``/``proj_kv``).
-        normalization: ``frame`` (Norm_S) or ``space_time`` (Norm_ST, exact only).
-        prototype_selection, shared_prototypes, prototype_source, oversampling: Orthoformer options.
-        num_random_features: Performer features m. pinv_iterations: Nystrom inverse iterations.
-        reference: compute with the slow straightforward reference (for parity checks and benchmarks).
+    ``options`` say how it computes (see ``TrajectoryOptions``); option names given as keywords replace those of
+    ``options`` (``TrajectoryAttention(64, 4, approx="orthoformer")``). ``self.options`` keeps what it was built
+    with; ``reference`` may be switched later (``set_reference_attention``).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int = 12,
-        qkv_bias: bool = True,
-        original_temporal_values: bool = False,
-        approx: Approximation | str | None = None,
-        num_prototypes: int = 128,
-        *,
-        temporal_pooling: TemporalPooling | str = TemporalPooling.ATTENTION,
-        normalization: Normalization | str = Normalization.FRAME,
-        prototype_selection: PrototypeSelection | str = PrototypeSelection.ORTHOGONAL,
-        shared_prototypes: bool = True,
-        prototype_source: PrototypeSource | str = PrototypeSource.QUERIES_AND_KEYS,
-        oversampling: int = 4,
-        num_random_features: int = 256,
-        pinv_iterations: int = 6,
-        reference: bool = False,
-    ):
+    def __init__(self, dim: int, num_heads: int = 12, qkv_bias: bool = True, options: TrajectoryOptions | None = None,
+                 **option_values: Any):
         super().__init__(dim, num_heads, qkv_bias)
-        if num_prototypes < 1:
-            raise ValueError(f"num_prototypes must be >= 1, got {num_prototypes}")
-        self.original_temporal_values = original_temporal_values
-        self.temporal_pooling = TemporalPooling(temporal_pooling)
-        self.normalization = Normalization(normalization)
-        self.approx = Approximation(approx) if approx is not None else None
-        self.num_prototypes = num_prototypes
-        self.reference = reference
+        options = TrajectoryOptions.from_dict(option_values, options)
+        self.options = options
+        self.original_temporal_values = options.original_temporal_values
+        self.temporal_pooling = options.temporal_pooling
+        self.normalization = options.normalization
+        self.approx = options.approx
+        self.num_prototypes = options.num_prototypes
+        self.reference = options.reference
         if self.temporal_pooling is TemporalPooling.ATTENTION:
             self.proj_q = nn.Linear(dim, dim, bias=qkv_bias)
             self.proj_kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
         if self.approx is Approximation.PERFORMER:
-            features = orthogonal_random_features(num_random_features, self.head_dim)
+            features = orthogonal_random_features(options.num_random_features, self.head_dim)
             self.register_buffer("random_features", features)
-        if self.approx is not None and self.normalization is Normalization.SPACE_TIME:
-            raise ValueError("normalization='space_time' is only implemented for exact attention (approx=None)")
-        self.prototype_selection = PrototypeSelection(prototype_selection)
-        self.shared_prototypes = shared_prototypes
-        self.prototype_source = PrototypeSource(prototype_source)
-        self.oversampling = oversampling
-        self.pinv_iterations = pinv_iterations
+        self.prototype_selection = options.prototype_selection
+        self.shared_prototypes = options.shared_prototypes
+        self.prototype_source = options.prototype_source
+        self.oversampling = options.oversampling
+        self.pinv_iterations = options.pinv_iterations
 
     def frame_attention(self) -> FrameAttention:
         """The first-stage function this module uses: (q, k, v, num_frames) -> (B, H, T, T*S, D)."""

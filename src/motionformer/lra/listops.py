@@ -27,7 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from motionformer.models.weights import atomic_write
+from motionformer.io import atomic_write
 
 __all__ = ["OPERATORS", "VOCABULARY", "ListOpsSettings", "evaluate", "generate_listops", "parse", "read_listops",
            "sample_expression", "to_source", "tokenize"]

@@ -65,7 +65,7 @@ from typing import Literal, TextIO, overload
 import numpy as np
 from PIL import Image, ImageDraw
 
-from motionformer.models.weights import atomic_write
+from motionformer.io import atomic_write
 
 __all__ = ["DIFFICULTIES", "PathfinderGeometry", "PathfinderSettings", "generate_pathfinder", "render_pathfinder"]
 

@@ -30,10 +30,10 @@ from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from motionformer.analysis.memory import training_memory_bytes
+from motionformer.io import atomic_write
 from motionformer.lra.listops import VOCABULARY, read_listops
 from motionformer.lra.model import LRAModel, parse_attention
 from motionformer.models.flops import CUSTOM_FLOP_FORMULAS
-from motionformer.models.weights import atomic_write
 
 __all__ = ["PAPER_TABLE5", "PRESETS", "Preset", "TaskData", "load_task", "measure_cost", "preset_for", "table5",
            "train_lra"]

@@ -4,20 +4,28 @@ Parameter names follow the authors' released checkpoints (``cls_token``, ``pos_e
 ``patch_embed``, ``patch_embed_3d``, ``blocks.N.*``, ``norm``, ``pre_logits.fc``, ``head`` or
 ``head0``/``head1``), so their state dicts load as they are.
 
-Unlike the released code, ``forward`` always returns logits, never softmax probabilities.
+Unlike the released code, ``forward`` always returns logits, never softmax probabilities: one tensor
+(B, total classes) whatever the number of heads; ``split_heads(logits, model.heads)`` names its parts.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from motionformer.layers import Block, JointAttention, SpaceAttention, TimeAttention, TrajectoryAttention
+from motionformer.layers import (
+    Block,
+    JointAttention,
+    SpaceAttention,
+    TimeAttention,
+    TrajectoryAttention,
+    TrajectoryOptions,
+)
 
 
 class AttentionType(str, enum.Enum):
@@ -84,7 +92,12 @@ class Motionformer(nn.Module):
     ``pos_embed_size`` is the crop the position table was made for (default ``img_size``); the released
     336-pixel models store the 224-pixel table and resize it at run time.
     ``heads``: {name: classes} for several classifiers (Epic-Kitchens: {"verb": 97, "noun": 300},
-    stored as ``head0``, ``head1``); ``forward`` then returns a dict of logits.
+    stored as ``head0``, ``head1``); ``forward`` then returns their logits side by side, and ``model.heads``
+    (always a dict; ``{"": num_classes}`` for one head) says which columns belong to which head.
+    ``trajectory``: how trajectory attention computes (used only with ``attention="trajectory"``).
+    ``model.architecture`` holds the keyword arguments as plain JSON values: ``Motionformer(**arguments)``
+    rebuilds the network once ``trajectory`` is made a ``TrajectoryOptions`` again (``create_model`` and the
+    weight loaders do that).
     """
 
     def __init__(
@@ -108,17 +121,17 @@ class Motionformer(nn.Module):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         pre_logits: bool = True,
-        original_temporal_values: bool = False,
-        approx: str | None = None,
-        num_prototypes: int = 128,
-        temporal_pooling: str = "attention",
-        normalization: str = "frame",
-        prototype_selection: str = "orthogonal",
-        shared_prototypes: bool = True,
+        trajectory: TrajectoryOptions | None = None,
     ):
+        trajectory = trajectory or TrajectoryOptions()
+        if not isinstance(trajectory, TrajectoryOptions):
+            raise TypeError(f"trajectory must be a TrajectoryOptions, got {type(trajectory).__name__} "
+                            "(TrajectoryOptions.from_dict makes one from a dict)")
         architecture = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
         super().__init__()
-        self.architecture = architecture  # the keyword arguments, enough to rebuild this network
+        # the keyword arguments as JSON values, enough to rebuild this network
+        self.architecture = {**architecture, "trajectory": trajectory.to_dict()}
+        self.trajectory = trajectory
         if img_size % patch_size:
             raise ValueError(f"img_size = {img_size} is not a multiple of patch_size = {patch_size}")
         if num_frames % tubelet_size:
@@ -145,14 +158,10 @@ class Motionformer(nn.Module):
             self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.token_frames * grid * grid, embed_dim))
 
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear in depth
-        trajectory_options = dict(
-            original_temporal_values=original_temporal_values, approx=approx, num_prototypes=num_prototypes,
-            temporal_pooling=temporal_pooling, normalization=normalization,
-            prototype_selection=prototype_selection, shared_prototypes=shared_prototypes)
         self.blocks = nn.ModuleList()
         for rate in rates:
             if self.attention is AttentionType.TRAJECTORY:
-                attn = TrajectoryAttention(embed_dim, num_heads, qkv_bias, **trajectory_options)
+                attn = TrajectoryAttention(embed_dim, num_heads, qkv_bias, trajectory)
                 block = Block(embed_dim, attn, mlp_ratio, rate)
             elif self.attention is AttentionType.JOINT:
                 block = Block(embed_dim, JointAttention(embed_dim, num_heads, qkv_bias), mlp_ratio, rate)
@@ -166,7 +175,7 @@ class Motionformer(nn.Module):
             self.pre_logits.add_module("fc", nn.Linear(embed_dim, embed_dim))
             self.pre_logits.add_module("act", nn.Tanh())
         self.head_drop = nn.Dropout(drop_rate)
-        self.head_names: list[str] = []
+        self.heads: dict[str, int] = {}
         self.reset_classifier(num_classes, heads)
         self._init_weights()
 
@@ -186,20 +195,20 @@ class Motionformer(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def reset_classifier(self, num_classes: int, heads: dict[str, int] | None = None) -> None:
-        """Replace the classifier: one head of ``num_classes`` (0 for none), or named ``heads``."""
-        for name in ("head", *(f"head{i}" for i in range(len(self.head_names)))):
+        """Replace the classifier: one head of ``num_classes`` (0 for none: ``forward`` returns pre-logits), or
+        named ``heads`` (``head0``, ``head1`` ...). ``num_classes`` becomes the total over heads."""
+        for name in ("head", *(f"head{i}" for i in range(len(self.heads)))):
             if hasattr(self, name):
                 delattr(self, name)
         self.architecture.update(num_classes=num_classes, heads=dict(heads) if heads else None)
         if heads:
-            self.head_names = list(heads)
-            self.num_classes = dict(heads)
+            self.heads = dict(heads)
             for i, classes in enumerate(heads.values()):
                 self.add_module(f"head{i}", nn.Linear(self.embed_dim, classes))
         else:
-            self.head_names = []
-            self.num_classes = num_classes
+            self.heads = {"": num_classes} if num_classes > 0 else {}
             self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.num_classes = sum(self.heads.values())
 
     def no_weight_decay(self) -> set[str]:
         """Parameters that get no weight decay: embeddings and the class token (norms and biases too)."""
@@ -247,17 +256,17 @@ class Motionformer(nn.Module):
                 tokens = block(tokens, frames)
         return self.norm(tokens)
 
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor | dict[str, Tensor]:
-        """Class token -> pre-logits (Linear + tanh) -> logits (a dict for several heads)."""
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Class token -> pre-logits (Linear + tanh) -> logits (B, total classes), the heads side by side."""
         x = self.head_drop(self.pre_logits(x[:, 0]))
         if pre_logits:
             return x
-        if self.head_names:
-            return {name: getattr(self, f"head{i}")(x) for i, name in enumerate(self.head_names)}
-        return self.head(x)
+        if hasattr(self, "head"):
+            return self.head(x)
+        return torch.cat([getattr(self, f"head{i}")(x) for i in range(len(self.heads))], dim=-1)
 
-    def forward(self, x: Tensor) -> Tensor | dict[str, Tensor]:
-        """(B, 3, F, H, W) -> logits (B, classes), or {head name: logits}. Never probabilities."""
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, 3, F, H, W) -> logits (B, total classes). Never probabilities."""
         return self.forward_head(self.forward_features(x))
 
     @torch.no_grad()
@@ -282,6 +291,29 @@ class Motionformer(nn.Module):
                 maps[index] = attn.unflatten(-1, (h, w))
             tokens = block(tokens, frames)
         return maps
+
+
+def split_heads(logits: Tensor, heads: Mapping[str, int]) -> dict[str, Tensor]:
+    """{head name: its logits (..., classes)} from the model's output (..., total classes) and ``model.heads``."""
+    total = sum(heads.values())
+    if logits.shape[-1] != total:
+        raise ValueError(f"logits have {logits.shape[-1]} columns but the heads {dict(heads)} have {total} classes")
+    return dict(zip(heads, logits.split(list(heads.values()), dim=-1), strict=True))
+
+
+def load_strict(model: nn.Module, state: Mapping[str, Tensor], source: object) -> None:
+    """``model.load_state_dict(state)``, or a ValueError naming ``source`` and every missing, unexpected or
+    mis-shaped tensor."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and state[k].shape != own[k].shape]
+    parts = [f"{kind} {names[:8]}" for kind, names in
+             (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)) if names]
+    if parts:
+        raise ValueError(f"{source}: the config does not match the tensors: " + "; ".join(parts))
+    model.load_state_dict(state)
 
 
 def count_parameters(model: nn.Module) -> int:
