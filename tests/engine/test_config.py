@@ -55,6 +55,12 @@ def test_overrides_parse_values_as_yaml():
     ("train.lr=abc", "bad value for 'train.lr'"),
     ("epochs", "expected key=value"),
     ("train.precision=fp8", "train.precision='fp8' is not one of auto, fp32, bf16, fp16"),
+    ("data.format=avi", "data.format='avi' is not one of auto, kinetics, ssv2, epic, csv, folder"),
+    ("data.recipe=k400", "data.recipe='k400' is not one of kinetics, ssv2, epic"),
+    ("train.schedule=linear", "train.schedule='linear' is not one of steps, cosine"),
+    ("train.device=gpu", "train.device='gpu' is not one of auto, cpu, mps, cuda, cuda:N"),
+    ("model.options.oversample=2", "model.options: unknown model argument(s) oversample; valid: "),
+    ("model.options.approx=fast", "model.options: trajectory option approx='fast' is not one of orthoformer, nystrom"),
     ("eval.num_crops=2", "eval.num_crops must be 1 or 3"),
     ("train.lr_steps=[30, 20]", "train.lr_steps must be increasing"),
 ])
@@ -62,6 +68,11 @@ def test_bad_overrides_name_the_key(override, expected):
     with pytest.raises(ConfigError) as caught:
         load_config("synthetic-tiny", [override])
     assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])
+def test_devices_of_the_known_forms_pass(device):
+    assert load_config("synthetic-tiny", [f"train.device={device}"]).train.device == device
 
 
 def test_unknown_preset_suggests_close_names():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from motionformer.models.registry import model_arguments
 
 PRESET_SUFFIX = ".yaml"
 BASE_KEY = "_base_"
@@ -276,16 +279,29 @@ _CHOICES = {
     "train.schedule": ("steps", "cosine"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
 }
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
-def check(config: Config) -> None:
-    """Values OmegaConf's types cannot check: choices, ranges, lengths. Raises ConfigError naming the key."""
+def _check_choices(config: Config) -> None:
+    """The enum-valued keys: each value one of its choices, ``train.device`` of the form ``DEVICE_PATTERN``."""
     for key, choices in _CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
         if value not in choices:
             shown = ", ".join(str(c) for c in choices if c is not None)
             raise ConfigError(f"{key}={value!r} is not one of {shown}")
+    if not DEVICE_PATTERN.fullmatch(config.train.device):
+        raise ConfigError(f"train.device={config.train.device!r} is not one of auto, cpu, mps, cuda, cuda:N")
+    try:
+        model_arguments(config.model.options)
+    except ValueError as error:
+        raise ConfigError(f"model.options: {error}") from None
+
+
+def check(config: Config) -> None:
+    """Values OmegaConf's types cannot check: choices, ranges, lengths, the model's options. Raises ConfigError
+    naming the key."""
+    _check_choices(config)
     positive = {"data.batch_size": config.data.batch_size, "train.epochs": config.train.epochs,
                 "data.sampling_rate": config.data.sampling_rate, "eval.num_clips": config.eval.num_clips,
                 "eval.val_clips": config.eval.val_clips}
