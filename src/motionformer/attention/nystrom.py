@@ -22,15 +22,18 @@ def iterative_pinv(a: Tensor, iterations: int = 6) -> Tensor:
     """Approximate Moore-Penrose inverse of the square matrices ``a`` (..., R, R).
 
     Z0 = A^T / (max column sum * max row sum), then Z <- Z (13 I - AZ (15 I - AZ (7 I - AZ))) / 4.
-    For a row-stochastic A this converges to the pseudo-inverse.
+    For a row-stochastic A this converges to the pseudo-inverse. Computed in float32 at least, with
+    autocast off (run in bfloat16 it differs from float32's by about 1 % on a 48 x 48 softmax kernel).
     """
-    eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-    scale = a.abs().sum(-2).amax(-1) * a.abs().sum(-1).amax(-1)  # (...)
-    z = a.transpose(-2, -1) / scale[..., None, None]
-    for _ in range(iterations):
-        az = a @ z
-        z = 0.25 * z @ (13 * eye - az @ (15 * eye - az @ (7 * eye - az)))
-    return z
+    with full_precision(a.device):
+        a = at_least_float32(a)
+        eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+        scale = a.abs().sum(-2).amax(-1) * a.abs().sum(-1).amax(-1)  # (...)
+        z = a.transpose(-2, -1) / scale[..., None, None]
+        for _ in range(iterations):
+            az = a @ z
+            z = 0.25 * z @ (13 * eye - az @ (15 * eye - az @ (7 * eye - az)))
+        return z
 
 
 def _landmark_kernels(q: Tensor, k_landmarks_from: Tensor, num_landmarks: int, iterations: int
