@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from motionformer.data.datasets import Annotations, VideoEntry, guess_format, read_annotations
+from motionformer.data.sampling import Segment
 from motionformer.models.class_names import class_names
 
 K400 = class_names("kinetics400")
@@ -155,11 +156,20 @@ def test_epic_segments(tmp_path):
     assert annotations.class_names == {"verb": class_names("epic_verbs"), "noun": class_names("epic_nouns")}
     assert annotations.entries == [
         VideoEntry(path=tmp_path / "epic/P01/videos/P01_01.MP4", label={"verb": 0, "noun": 4}, window=(1.5, 3.0),
-                   source="EPIC_100_train.csv:2"),
+                   source="EPIC_100_train.csv:2", segment=Segment(90, 180, 60.0)),  # 60 fps
         VideoEntry(path=tmp_path / "epic/P02/videos/P02_107.MP4", label={"verb": 96, "noun": 299},
-                   window=(3723.25, 3724.0), source="EPIC_100_train.csv:3")]
+                   window=(3723.25, 3724.0), source="EPIC_100_train.csv:3",
+                   segment=Segment(186162, 186200, 50.0))]  # 50 fps; 186162.5 rounds half to even
     frames = read_annotations(listing, tmp_path / "epic", "epic", frames=True)
     assert frames.entries[0].path == tmp_path / "epic/P01/rgb_frames/P01_01"
+
+
+def test_epic_timestamps_count_hundredths(tmp_path):
+    """As Epic-Kitchens' code reads them: the digits after the dot are hundredths, whatever their number."""
+    listing = write(tmp_path / "E.csv", EPIC_HEADER + "\n" + epic_line("P01_01", "00:01:02.5", "00:01:02.07", 0, 0))
+    entry = read_annotations(listing).entries[0]
+    assert entry.window == (62.05, 62.07)
+    assert entry.segment == Segment(round(62.05 * 60), round(62.07 * 60), 60.0) == Segment(3723, 3724, 60.0)
 
 
 @pytest.mark.parametrize(("line", "message"), [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from motionformer.data.build import build_dataset
@@ -34,3 +35,18 @@ def test_ssv2_recipe_uses_segments_and_no_flip(tmp_path):
     assert "RandAugment" in steps and "RandomHorizontalFlip" not in steps  # left/right labels: no flip
     kinetics = build_dataset(tmp_path / "train.csv", training=True, num_frames=4, crop_size=32, scale_range=(32, 36))
     assert "RandomHorizontalFlip" in [type(step).__name__ for step in kinetics.transform.augment.transforms]
+
+
+def test_sampling_and_channel_order_are_plain_keywords(tmp_path):
+    generate(tmp_path, num_videos=20, size=32, frames=8, workers=1, val_fraction=0.5)
+    segments = build_dataset(tmp_path / "val.csv", training=False, sampling="segments", channel_order="bgr",
+                             num_frames=4, crop_size=32, num_crops=1)
+    assert isinstance(segments.sampler, SegmentSampler) and len(segments) == 10  # one clip for each video
+    assert segments.transform.channel_order == "bgr"
+    rgb = build_dataset(tmp_path / "val.csv", training=False, sampling="segments", num_frames=4, crop_size=32,
+                        num_crops=1)
+    torch.testing.assert_close(segments[0]["video"], rgb[0]["video"].flip(1), rtol=0, atol=0)  # mean = std = 0.5
+    with pytest.raises(ValueError, match="sampling must be one of clips, segments, got 'frames'"):
+        build_dataset(tmp_path / "val.csv", training=False, sampling="frames")
+    with pytest.raises(ValueError, match="channel_order"):
+        build_dataset(tmp_path / "val.csv", training=True, channel_order="rbg")

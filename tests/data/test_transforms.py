@@ -10,6 +10,8 @@ from motionformer.data.transforms import (
     RECIPES,
     recipe_transforms,
     seeded,
+    short_side_resize,
+    spatial_crops,
     test_transform,
     train_transform,
 )
@@ -105,3 +107,52 @@ def test_bad_train_arguments():
         train_transform(224, (128, 160))
     with pytest.raises(ValueError, match="random_erasing"):
         train_transform(random_erasing=1.5)
+
+
+@pytest.mark.parametrize(("height", "width", "corners"), [
+    (21, 31, [(3, 0), (3, 8), (3, 15)]),  # landscape: ceil(5 / 2) = 3 rows down, columns 0, ceil(15 / 2), end
+    (31, 21, [(0, 3), (8, 3), (15, 3)]),  # portrait: top, centre, bottom
+    (19, 19, [(2, 0), (2, 2), (2, 3)]),  # square: left, centre, right
+])
+def test_crop_offsets_round_up_for_odd_sizes(height, width, corners):
+    positions = torch.arange(height * width, dtype=torch.float32).view(1, height, width)  # value = row * W + col
+    crops = spatial_crops(positions, CROP, 3)
+    assert [divmod(int(crop[0, 0, 0]), width) for crop in crops] == corners
+    assert divmod(int(spatial_crops(positions, CROP, 1)[0, 0, 0, 0]), width) == corners[1]
+
+
+def test_short_side_resize_is_bilinear_without_antialiasing():
+    video = torch.rand(2, 3, 40, 90)
+    resized = short_side_resize(video, CROP)
+    assert resized.shape == (2, 3, CROP, 36)  # floor(90 / 40 * 16) = 36
+    expected = torch.nn.functional.interpolate(video, size=(CROP, 36), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(resized, expected, rtol=0, atol=1e-6)
+    same = video[..., :CROP, :50]
+    assert short_side_resize(same, CROP) is same  # the short side is already the size: no resampling
+
+
+def test_test_views_normalise_before_resizing():
+    """Normalising first and resizing after is what the released models saw: check against that order in float64."""
+    frames = _frames(num_frames=2, height=20, width=27)
+    mean, std = (0.45, 0.5, 0.55), (0.2, 0.25, 0.3)
+    out = test_transform(CROP, num_crops=1, mean=mean, std=std)(frames)  # (1, 3, T, crop, crop)
+    video = frames.permute(0, 3, 1, 2).double() / 255  # (T, 3, H, W)
+    video = (video - torch.tensor(mean, dtype=torch.float64).view(3, 1, 1)) / torch.tensor(
+        std, dtype=torch.float64).view(3, 1, 1)
+    video = torch.nn.functional.interpolate(video, size=(CROP, 21), mode="bilinear", align_corners=False)
+    expected = video[..., :, 3:3 + CROP].transpose(0, 1)  # centre column ceil((21 - 16) / 2) = 3; (3, T, crop, crop)
+    torch.testing.assert_close(out[0].double(), expected, rtol=0, atol=1e-5)
+
+
+def test_bgr_input_equals_rgb_with_channels_swapped():
+    frames = _frames(height=20, width=27)
+    mean, std = (0.40, 0.45, 0.50), (0.20, 0.25, 0.30)
+    bgr = test_transform(CROP, num_crops=3, mean=mean, std=std, channel_order="bgr")(frames)
+    rgb = test_transform(CROP, num_crops=3, mean=mean[::-1], std=std[::-1])(frames)  # (crops, 3, T, crop, crop)
+    torch.testing.assert_close(bgr, rgb.flip(1), rtol=0, atol=0)
+    torch.testing.assert_close(bgr, test_transform(CROP, num_crops=3, mean=mean, std=std)(frames.flip(-1)))
+    train = train_transform(CROP, (CROP, 20), mean=mean, std=std, channel_order="bgr")
+    plain = train_transform(CROP, (CROP, 20), mean=mean[::-1], std=std[::-1])
+    torch.testing.assert_close(seeded(train, 1)(frames), seeded(plain, 1)(frames).flip(0), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="channel_order must be one of rgb, bgr, got 'BGR'"):
+        test_transform(CROP, channel_order="BGR")

@@ -8,6 +8,21 @@ from motionformer.data.datasets import VideoClipDataset, read_annotations
 from motionformer.data.sampling import ClipSampler, RandomClipSampler, SegmentSampler, UniformClipSampler
 from motionformer.data.transforms import RECIPES, recipe_transforms
 
+SAMPLINGS = ("clips", "segments")
+
+
+def build_sampler(sampling: str, *, training: bool, num_frames: int = 16, sampling_rate: int = 4,
+                  num_clips: int = 10) -> ClipSampler:
+    """The sampler of ``sampling``: ``"clips"`` (Kinetics and Epic-Kitchens style: a random clip in training,
+    ``num_clips`` clips at test) or ``"segments"`` (SSv2: one frame from each of ``num_frames`` segments)."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+    if sampling == "segments":
+        return SegmentSampler(num_frames, training=training)
+    if training:
+        return RandomClipSampler(num_frames, sampling_rate)
+    return UniformClipSampler(num_frames, sampling_rate, num_clips)
+
 
 def build_dataset(
     annotations: str | os.PathLike,
@@ -16,6 +31,8 @@ def build_dataset(
     training: bool,
     format: str = "auto",
     recipe: str | None = None,
+    sampling: str | None = None,
+    channel_order: str = "rgb",
     num_frames: int = 16,
     sampling_rate: int = 4,
     crop_size: int = 224,
@@ -30,20 +47,18 @@ def build_dataset(
 
     ``recipe`` (``kinetics``, ``ssv2``, ``epic``) picks the augmentation defaults of the recipe table; by
     default it follows the annotation format, and custom data (``csv``, ``folder``) uses the Kinetics recipe.
-    SSv2 samples one frame per segment; the others take ``num_frames`` frames ``sampling_rate`` apart, a
-    random clip in training and ``num_clips`` uniformly spaced clips x ``num_crops`` crops in testing.
-    ``transform_overrides`` go to ``train_transform`` / ``test_transform``.
+    ``sampling`` (default: ``"segments"`` for the SSv2 recipe, else ``"clips"``) and ``channel_order``
+    (``"rgb"`` or ``"bgr"``, what the weights expect) follow the released models' protocol (see
+    ``motionformer.data.sampling`` and ``motionformer.data.transforms``); test items are ``num_clips`` clips
+    (1 for segments) x ``num_crops`` crops. ``transform_overrides`` go to ``train_transform`` /
+    ``test_transform``.
     """
     loaded = read_annotations(annotations, root, format, frames=frames)
     recipe = recipe or (loaded.format if loaded.format in RECIPES else "kinetics")
-    sampler: ClipSampler
-    if recipe == "ssv2":
-        sampler = SegmentSampler(num_frames, training=training)
-    elif training:
-        sampler = RandomClipSampler(num_frames, sampling_rate)
-    else:
-        sampler = UniformClipSampler(num_frames, sampling_rate, num_clips)
-    overrides = {"crop_size": crop_size, **transform_overrides}
+    sampling = sampling or ("segments" if recipe == "ssv2" else "clips")
+    sampler = build_sampler(sampling, training=training, num_frames=num_frames, sampling_rate=sampling_rate,
+                            num_clips=num_clips)
+    overrides = {"crop_size": crop_size, "channel_order": channel_order, **transform_overrides}
     if not training:
         overrides["num_crops"] = num_crops
     transform = recipe_transforms(recipe, training, **overrides)

@@ -15,6 +15,11 @@ say), at most an eighth of a frame interval and at least 0.1 ms.
 
 Frames come out upright (the container's rotation metadata is applied) and in RGB whatever the pixel
 format (8- or 10-bit, 4:2:0, 4:4:4, gray).
+
+Besides reads by time, readers answer the two reads of the released models' protocol (see
+``motionformer.data.sampling``): ``read_window`` (PyAV: the frames of a presentation-time window, found by a
+seek 1024 time-base units before it) and ``frame_count`` / ``read_positions`` (every frame decoded in
+presentation order, then frames picked by position; frame folders only list their files).
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ _SEEK_BACKOFF_SEC = 1.0
 # Between far-apart times, seek ahead only to a keyframe at least this far beyond the decoded frames: a seek
 # restarts the decoder, which costs about as much as decoding a few frames.
 _SEEK_AHEAD_MIN_SEC = 0.5
+# ``read_window`` seeks this many time-base units before the window, as the released models' decoder does.
+WINDOW_SEEK_MARGIN = 1024
 
 
 class VideoDecodeError(ValueError):
@@ -82,6 +89,16 @@ class VideoInfo:
     width: int
     height: int
     rotation: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamHeader:
+    """What the video stream's header states: ``fps`` (the average rate), ``num_frames`` (0 when unstated) and
+    ``duration_pts`` (the stream's duration in its time base; None when unstated, and for frame folders)."""
+
+    fps: float
+    num_frames: int
+    duration_pts: int | None
 
 
 class VideoReader(abc.ABC):
@@ -141,6 +158,33 @@ class VideoReader(abc.ABC):
             raise ValueError(f"num_frames and sampling_rate must be >= 1, got {num_frames} and {sampling_rate}")
         step = sampling_rate / self.fps
         return self.read_frames([start_sec + i * step for i in range(num_frames)])
+
+    @property
+    def header(self) -> StreamHeader:
+        """The stream header's frame rate, frame count and duration (see ``StreamHeader``)."""
+        return StreamHeader(fps=self.fps, num_frames=self.info.num_frames, duration_pts=None)
+
+    def frame_count(self) -> int:
+        """How many frames ``read_positions`` counts: the frames a full decode gives (the files of a folder)."""
+        return self.info.num_frames
+
+    def read_positions(self, positions: Sequence[int]) -> Tensor:
+        """The frames at 0-based ``positions`` in presentation order: uint8 (len, H, W, 3).
+
+        Positions past the last frame give the last frame. This base reads frame k at ``k / fps`` (exact for
+        frame folders and constant-frame-rate video); PyAV decodes the whole video once and counts.
+        """
+        if any(position < 0 for position in positions):
+            raise ValueError(f"positions must be >= 0, got {min(positions)} for {self.path}")
+        return self.read_frames([position / self.fps for position in positions])
+
+    def read_window(self, start_pts: int, end_pts: int, offsets: Sequence[int]) -> Tensor:
+        """The frames at ``offsets`` among those kept from the presentation-time window [start_pts, end_pts].
+
+        Only PyAV readers answer (the window is in the stream's time base, which ``header`` gives with PyAV).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot read a time-base window of {self.path}; "
+                                  "open the video with backend='pyav'")
 
     @abc.abstractmethod
     def _frames_at(self, times: list[float]) -> Tensor:
@@ -263,6 +307,7 @@ class _PyAVReader(VideoReader):
         self._seekable = True  # until a seek fails (raw streams: .h264, .m4v ...)
         self._fresh = True  # opened and nothing read yet: the demuxer is at the first frame
         self._info: VideoInfo | None = None
+        self._all_frames: list[av.VideoFrame] | None = None  # the whole video, once read_positions needs it
 
     def _open(self) -> None:
         try:
@@ -322,12 +367,49 @@ class _PyAVReader(VideoReader):
         frames: list[av.VideoFrame] = []
         while len(frames) < len(targets):
             frames += self._decode_run(targets, first=len(frames))
-        rotation = _clockwise(frames[0].rotation)
-        arrays: dict[int, np.ndarray] = {}  # one conversion per distinct frame
-        for frame in frames:
-            if id(frame) not in arrays:
-                arrays[id(frame)] = frame.to_ndarray(format="rgb24")
-        return _upright([arrays[id(frame)] for frame in frames], rotation)
+        return _pyav_rgb(frames)
+
+    @property
+    def header(self) -> StreamHeader:
+        stream = self._stream
+        return StreamHeader(fps=self.fps, num_frames=stream.frames or 0, duration_pts=stream.duration or None)
+
+    def frame_count(self) -> int:
+        return len(self._decode_all())
+
+    def read_positions(self, positions: Sequence[int]) -> Tensor:
+        """The frames at 0-based ``positions`` among all decoded frames (by pts; decodes the whole video once)."""
+        if any(position < 0 for position in positions):
+            raise ValueError(f"positions must be >= 0, got {min(positions)} for {self.path}")
+        frames = self._decode_all()
+        return _pyav_rgb([frames[min(position, len(frames) - 1)] for position in positions])
+
+    def read_window(self, start_pts: int, end_pts: int, offsets: Sequence[int]) -> Tensor:
+        """The frames at ``offsets`` (past the end: the last) among the kept frames of [start_pts, end_pts].
+
+        Seeks backward to the keyframe at or before ``start_pts - WINDOW_SEEK_MARGIN`` and decodes; the kept
+        frames are those whose pts lies in the window plus the first frame decoded past it, one per pts, in
+        pts order. Raises VideoDecodeError when no frame lies in or past the window.
+        """
+        kept: dict[int, av.VideoFrame] = {}
+        for frame in self._decode_from(max(start_pts - WINDOW_SEEK_MARGIN, 0)):
+            if frame.pts >= start_pts:
+                kept[frame.pts] = frame
+                if frame.pts > end_pts:
+                    break
+        if not kept:
+            raise VideoDecodeError(self.path, f"no frame at or after pts {start_pts} (window {start_pts}-{end_pts})")
+        frames = [kept[pts] for pts in sorted(kept)]
+        return _pyav_rgb([frames[min(offset, len(frames) - 1)] for offset in offsets])
+
+    def _decode_all(self) -> list[av.VideoFrame]:
+        """Every frame of the video, one per pts, in pts order (decoded once per reader)."""
+        if self._all_frames is None:
+            frames = {frame.pts: frame for frame in self._decode_from(None)}
+            if not frames:
+                raise VideoDecodeError(self.path, "no frames decoded")
+            self._all_frames = [frames[pts] for pts in sorted(frames)]
+        return self._all_frames
 
     def _decode_run(self, targets: list[float], first: int) -> list[av.VideoFrame]:
         """Seek before ``targets[first]`` and decode forward: the frames shown at ``targets[first:]``, in order.
@@ -400,6 +482,15 @@ def _chain(head: av.VideoFrame, rest: Iterator[av.VideoFrame]) -> Iterator[av.Vi
     yield from rest
 
 
+def _pyav_rgb(frames: list[av.VideoFrame]) -> Tensor:
+    """Upright RGB uint8 (len, H, W, 3) of PyAV frames (repeats allowed), converting each distinct frame once."""
+    arrays: dict[int, np.ndarray] = {}
+    for frame in frames:
+        if id(frame) not in arrays:
+            arrays[id(frame)] = frame.to_ndarray(format="rgb24")
+    return _upright([arrays[id(frame)] for frame in frames], _clockwise(frames[0].rotation))
+
+
 def _ffmpeg_reason(error: av.FFmpegError) -> str:
     """FFmpeg's message without the file name PyAV appends (the caller names the file)."""
     return getattr(error, "strerror", None) or str(error)
@@ -433,6 +524,9 @@ class _FrameFolderReader(VideoReader):
             self._info = VideoInfo(fps=self._fps, num_frames=count, duration=count / self._fps, width=width,
                                    height=height)
         return self._info
+
+    def frame_count(self) -> int:
+        return len(self._files)
 
     def _frames_at(self, times: list[float]) -> Tensor:
         last = len(self._files) - 1

@@ -7,13 +7,19 @@ colour change and erased box. Randomness comes from torch's global generator; fo
 ``torch.manual_seed(seed)`` and leaves the global generator as it was.
 
 ``train_transform`` gives (3, T, crop, crop); ``test_transform`` gives (num_crops, 3, T, crop, crop), the
-spatial views of PySlowFast's multi-crop testing. ``RECIPES`` holds the paper's per-dataset defaults and
+released models' test views: in float32, normalise ``(x / 255 - mean) / std``, resize the short side to the crop
+size (bilinear, ``align_corners=False``, no antialiasing; the long side ``floor(long / short * crop)``), then crop
+at ``ceil((side - crop) / 2)`` (3 crops: start, centre and end of the longer side). Both take
+``channel_order``: ``"bgr"`` flips the decoded RGB frames' channels first, for weights trained on frames read
+with OpenCV (the released SSv2 and Epic-Kitchens models); ``mean`` and ``std`` are in the weights' order.
+Training resizes without antialiasing too. ``RECIPES`` holds the paper's per-dataset defaults and
 ``recipe_transforms`` builds a transform from one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -23,17 +29,20 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 __all__ = [
+    "CHANNEL_ORDERS",
     "COLOR_JITTER",
     "RECIPES",
     "Recipe",
     "TestTransform",
     "TrainTransform",
     "frames_to_video",
+    "normalize",
     "recipe_transforms",
     "seeded",
     "short_side_resize",
     "spatial_crops",
     "test_transform",
+    "to_channel_order",
     "train_transform",
     "video_to_channels_first",
 ]
@@ -44,6 +53,7 @@ COLOR_JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.
 # timm's magnitude noise ("mstd") and increasing-severity ops ("inc1") are not reproduced.
 RAND_AUGMENT_OPS = 2
 RAND_AUGMENT_MAGNITUDE = 9
+CHANNEL_ORDERS = ("rgb", "bgr")
 
 
 def frames_to_video(frames: Tensor) -> tv_tensors.Video:
@@ -58,24 +68,49 @@ def video_to_channels_first(video: Tensor) -> Tensor:
     return video.as_subclass(Tensor).transpose(-4, -3).contiguous()
 
 
+def to_channel_order(frames: Tensor, channel_order: str) -> Tensor:
+    """Decoded RGB frames (..., 3) in ``channel_order``: unchanged for ``"rgb"``, channels reversed for ``"bgr"``."""
+    _check_channel_order(channel_order)
+    return frames.flip(-1) if channel_order == "bgr" else frames
+
+
+def normalize(video: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """uint8 (T, 3, H, W) -> float32 ``(x / 255 - mean) / std`` per channel."""
+    shape = (3, 1, 1)
+    mean_t, std_t = torch.tensor(mean).view(shape), torch.tensor(std).view(shape)
+    return (video.as_subclass(Tensor).float() / 255 - mean_t) / std_t
+
+
 def short_side_resize(video: Tensor, size: int) -> Tensor:
-    """Resize (..., H, W) so the shorter side is ``size``, keeping the aspect ratio (bilinear, antialiased)."""
-    return TF.resize(video, [size], antialias=True)
+    """Resize (..., H, W) so the shorter side is ``size``: the longer becomes ``floor(long / short * size)``.
+
+    Bilinear with ``align_corners=False`` and no antialiasing (``torch.nn.functional.interpolate``); unchanged
+    when the shorter side is already ``size``.
+    """
+    height, width = video.shape[-2:]
+    if min(height, width) == size:
+        return video
+    if width < height:
+        new_size = [math.floor(height / width * size), size]
+    else:
+        new_size = [size, math.floor(width / height * size)]
+    return TF.resize(video, new_size, interpolation=v2.InterpolationMode.BILINEAR, antialias=False)
 
 
 def spatial_crops(video: Tensor, crop_size: int, num_crops: int) -> Tensor:
     """``num_crops`` square crops of (..., H, W) along its longer side: (num_crops, ..., crop, crop).
 
-    One crop is the centre; three are start / centre / end of the longer side (left, centre, right of a
-    landscape frame; top, centre, bottom of a portrait one), centred on the shorter side, as PySlowFast's
-    3-crop testing. Raises ValueError when a side is shorter than ``crop_size``.
+    One crop is the centre, at ``ceil((H - crop) / 2)``, ``ceil((W - crop) / 2)``; three are start / centre /
+    end of the longer side (left, centre, right when W >= H; top, centre, bottom when H > W), centred on the
+    shorter side, as the released models' 3-crop testing. Raises ValueError when a side is shorter than
+    ``crop_size``.
     """
     if num_crops not in (1, 3):
         raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
     height, width = video.shape[-2:]
     if min(height, width) < crop_size:
         raise ValueError(f"frames of {height}x{width} are smaller than crop_size={crop_size}")
-    centre_top, centre_left = (height - crop_size) // 2, (width - crop_size) // 2
+    centre_top, centre_left = math.ceil((height - crop_size) / 2), math.ceil((width - crop_size) / 2)
     if num_crops == 1:
         corners = [(centre_top, centre_left)]
     elif height > width:
@@ -88,12 +123,13 @@ def spatial_crops(video: Tensor, crop_size: int, num_crops: int) -> Tensor:
 class TrainTransform(nn.Module):
     """Training augmentation, uint8 (T, H, W, 3) -> float (3, T, crop, crop); build with ``train_transform``."""
 
-    def __init__(self, augment: v2.Compose):
+    def __init__(self, augment: v2.Compose, channel_order: str = "rgb"):
         super().__init__()
-        self.augment = augment
+        self.augment, self.channel_order = augment, channel_order
 
     def forward(self, frames: Tensor) -> Tensor:
-        return video_to_channels_first(self.augment(frames_to_video(frames)))
+        video = frames_to_video(to_channel_order(frames, self.channel_order))
+        return video_to_channels_first(self.augment(video))
 
 
 class TestTransform(nn.Module):
@@ -102,20 +138,24 @@ class TestTransform(nn.Module):
     __test__ = False  # not a pytest test class
 
     def __init__(self, crop_size: int, short_side: int, num_crops: int, mean: Sequence[float],
-                 std: Sequence[float]):
+                 std: Sequence[float], channel_order: str = "rgb"):
         super().__init__()
         self.crop_size, self.short_side, self.num_crops = crop_size, short_side, num_crops
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.mean, self.std, self.channel_order = tuple(mean), tuple(std), channel_order
 
     def forward(self, frames: Tensor) -> Tensor:
-        video = short_side_resize(frames_to_video(frames), self.short_side)
-        video = TF.to_dtype(video, torch.float32, scale=True)
-        video = TF.normalize(video, list(self.mean), list(self.std))
+        video = normalize(frames_to_video(to_channel_order(frames, self.channel_order)), self.mean, self.std)
+        video = short_side_resize(video, self.short_side)
         return video_to_channels_first(spatial_crops(video, self.crop_size, self.num_crops))
 
     def extra_repr(self) -> str:
         return (f"crop_size={self.crop_size}, short_side={self.short_side}, num_crops={self.num_crops}, "
-                f"mean={self.mean}, std={self.std}")
+                f"mean={self.mean}, std={self.std}, channel_order={self.channel_order!r}")
+
+
+def _check_channel_order(channel_order: str) -> None:
+    if channel_order not in CHANNEL_ORDERS:
+        raise ValueError(f"channel_order must be one of {', '.join(CHANNEL_ORDERS)}, got {channel_order!r}")
 
 
 def _check_mean_std(mean: Sequence[float], std: Sequence[float]) -> None:
@@ -125,11 +165,13 @@ def _check_mean_std(mean: Sequence[float], std: Sequence[float]) -> None:
 
 def train_transform(crop_size: int = 224, scale_range: tuple[int, int] = (256, 320), flip: bool = True,
                     color_jitter: bool = False, rand_augment: bool = False, random_erasing: float = 0.0,
-                    mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5)) -> TrainTransform:
+                    mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
+                    channel_order: str = "rgb") -> TrainTransform:
     """Training augmentation: uint8 (T, H, W, 3) -> float32 (3, T, crop_size, crop_size).
 
-    In order, with one draw of each random parameter per clip: resize the short side to a random integer in
-    ``scale_range`` (inclusive, aspect kept); random ``crop_size`` square crop; horizontal flip with p = 0.5
+    In order, with one draw of each random parameter per clip: put the channels in ``channel_order``; resize the
+    short side to a random integer in ``scale_range`` (inclusive, aspect kept, bilinear without antialiasing);
+    random ``crop_size`` square crop; horizontal flip with p = 0.5
     if ``flip``; colour jitter with ``COLOR_JITTER`` strengths if ``color_jitter``; torchvision's RandAugment
     (``RAND_AUGMENT_OPS`` ops of ``RAND_AUGMENT_MAGNITUDE``) on the uint8 clip if ``rand_augment``; scale to
     [0, 1] and normalise with ``mean`` / ``std``; random erasing of one box (set to 0, the mean) with
@@ -142,8 +184,9 @@ def train_transform(crop_size: int = 224, scale_range: tuple[int, int] = (256, 3
     if not 0.0 <= random_erasing <= 1.0:
         raise ValueError(f"random_erasing is a probability in [0, 1], got {random_erasing!r}")
     _check_mean_std(mean, std)
+    _check_channel_order(channel_order)
     steps: list[nn.Module] = [
-        v2.RandomShortestSize(min_size=list(range(low, high + 1)), antialias=True),
+        v2.RandomShortestSize(min_size=list(range(low, high + 1)), antialias=False),
         v2.RandomCrop(crop_size),
     ]
     if flip:
@@ -155,15 +198,17 @@ def train_transform(crop_size: int = 224, scale_range: tuple[int, int] = (256, 3
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
     if random_erasing > 0:
         steps.append(v2.RandomErasing(p=random_erasing, value=0))
-    return TrainTransform(v2.Compose(steps))
+    return TrainTransform(v2.Compose(steps), channel_order)
 
 
 def test_transform(crop_size: int = 224, short_side: int | None = None, num_crops: int = 3,
-                   mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5)) -> TestTransform:
+                   mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
+                   channel_order: str = "rgb") -> TestTransform:
     """Test-time views: uint8 (T, H, W, 3) -> float32 (num_crops, 3, T, crop_size, crop_size).
 
-    Resize the short side to ``short_side`` (default ``crop_size``), normalise, then take 1 centre crop or 3
-    crops along the longer side (see ``spatial_crops``). Deterministic.
+    Put the channels in ``channel_order``, normalise, resize the short side to ``short_side`` (default
+    ``crop_size``; see ``short_side_resize``), then take 1 centre crop or 3 crops along the longer side (see
+    ``spatial_crops``). Deterministic.
     """
     short_side = crop_size if short_side is None else short_side
     if short_side < crop_size:
@@ -171,7 +216,8 @@ def test_transform(crop_size: int = 224, short_side: int | None = None, num_crop
     if num_crops not in (1, 3):
         raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
     _check_mean_std(mean, std)
-    return TestTransform(crop_size, short_side, num_crops, mean, std)
+    _check_channel_order(channel_order)
+    return TestTransform(crop_size, short_side, num_crops, mean, std, channel_order)
 
 
 test_transform.__test__ = False  # not a pytest test function
@@ -203,7 +249,8 @@ def recipe_transforms(dataset: str, training: bool, **overrides: object) -> Trai
     """The transform for ``dataset`` (a key of ``RECIPES``) with its recipe, then ``overrides``, as arguments.
 
     Training passes the whole recipe to ``train_transform``; testing passes its crop size, mean and std to
-    ``test_transform``. Overrides must be arguments of the chosen function (TypeError otherwise).
+    ``test_transform`` (``channel_order`` is an override of either). Overrides must be arguments of the chosen
+    function (TypeError otherwise).
     """
     if dataset not in RECIPES:
         raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(RECIPES))}")

@@ -3,7 +3,6 @@ decodes, samples and transforms them (``video``)."""
 
 from motionformer.data.datasets.annotations import FORMATS, Annotations, guess_format, read_annotations
 from motionformer.data.datasets.entry import VideoEntry
-from motionformer.data.datasets.video import SkipTracker, VideoClipDataset, summarize_skipped
+from motionformer.data.datasets.video import VideoClipDataset
 
-__all__ = ["FORMATS", "Annotations", "SkipTracker", "VideoClipDataset", "VideoEntry", "guess_format",
-           "read_annotations", "summarize_skipped"]
+__all__ = ["FORMATS", "Annotations", "VideoClipDataset", "VideoEntry", "guess_format", "read_annotations"]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from motionformer.data.datasets.entry import VideoEntry
+from motionformer.data.sampling import Segment
 from motionformer.models.class_names import class_names as packaged_class_names
 
 FORMATS = ("auto", "kinetics", "ssv2", "epic", "csv", "folder")
@@ -239,7 +240,9 @@ def read_epic(path: str | os.PathLike, root: str | os.PathLike, *, frames: bool 
 
     Video ``<root>/<participant_id>/videos/<video_id>.MP4``, or with ``frames`` the frame folder
     ``<root>/<participant_id>/rgb_frames/<video_id>``. Label ``{"verb": verb_class, "noun": noun_class}`` in
-    [0, 97) and [0, 300); window in seconds from the ``HH:MM:SS.ss`` timestamps.
+    [0, 97) and [0, 300); window in seconds from the ``HH:MM:SS.ff`` timestamps (see ``_timestamp``), and the
+    segment in frame numbers as Epic-Kitchens counts them: ``round(seconds * fps)`` (half to even) with ``fps``
+    50 for the EPIC-100 extension's videos (three digits after the underscore: ``P01_101``), else 60.
     """
     path, root = Path(path), Path(root)
     entries = []
@@ -267,7 +270,10 @@ def read_epic(path: str | os.PathLike, root: str | os.PathLike, *, frames: bool 
             _check_label(label["noun"], EPIC_NUM_NOUNS, path, number, what="noun_class")
             folder = root / participant
             video = folder / "rgb_frames" / video_id if frames else folder / "videos" / f"{video_id}.MP4"
-            entries.append(VideoEntry(path=video, label=label, window=window, source=f"{path.name}:{number}"))
+            fps = _epic_fps(video_id)
+            segment = Segment(round(window[0] * fps), round(window[1] * fps), fps)
+            entries.append(VideoEntry(path=video, label=label, window=window, source=f"{path.name}:{number}",
+                                      segment=segment))
     names = {"verb": packaged_class_names("epic_verbs"), "noun": packaged_class_names("epic_nouns")}
     return Annotations(entries=entries, class_names=names, format="epic")
 
@@ -346,12 +352,19 @@ def _whole_seconds(text: str, what: str, path: Path, number: int) -> int:
 
 
 def _timestamp(text: str, path: Path, number: int) -> float:
-    """``HH:MM:SS.ss`` in seconds."""
+    """``HH:MM:SS.ff`` in seconds, the digits after the dot counted as hundredths as Epic-Kitchens' code counts
+    them (``00:00:01.5`` is 1.05 s; the published files always write two digits)."""
     match = _TIMESTAMP.fullmatch(text)
     if match is None:
         raise ValueError(f"{path.name}:{number}: expected a timestamp HH:MM:SS.ss, got {text!r}")
     hours, minutes, seconds = match.groups()
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    whole, _, hundredths = seconds.partition(".")
+    return float(int(hours) * 3600 + int(minutes) * 60 + int(whole)) + (int(hundredths) / 100 if hundredths else 0.0)
+
+
+def _epic_fps(video_id: str) -> float:
+    """50 for the EPIC-100 extension's videos (``P01_101``: three digits after the underscore), else 60."""
+    return 50.0 if len(video_id.rpartition("_")[2]) == 3 else 60.0
 
 
 def _kinetics_class_names(found: set[str]) -> list[str]:

@@ -11,15 +11,14 @@ process's epoch.
 Unreadable videos never stop training: a missing file, a corrupt file or any other error while decoding is
 logged once per path (per process), recorded in ``skipped``, and another entry, chosen from
 ``(seed, epoch, index, attempt)``, is read in its place, up to ``max_retries`` times. Each item lists what it
-replaced in ``item["skipped"]`` as ``(path, reason)`` pairs (empty normally): loader workers are separate
-processes whose records the main process cannot see, so the training loop aggregates these with a
-``SkipTracker``.
+replaced in ``item["skipped"]`` as ``(path, reason)`` pairs (empty normally), since loader workers are separate
+processes whose records the main process cannot see.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,10 +27,10 @@ from torch.utils.data import Dataset
 
 from motionformer.data.datasets.entry import VideoEntry
 from motionformer.data.decoding import DEFAULT_FOLDER_FPS, VideoDecodeError, open_video
-from motionformer.data.sampling import ClipSampler
+from motionformer.data.sampling import ClipSampler, Segment
 from motionformer.data.transforms import seeded
 
-__all__ = ["SkipTracker", "VideoClipDataset", "derived_seed", "summarize_skipped"]
+__all__ = ["VideoClipDataset", "derived_seed"]
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +65,8 @@ class VideoClipDataset(Dataset):
     ``{"verb", "noun"}`` dict) of the entry actually read: when ``"skipped"`` is not empty, the item is a
     substitute for the item's own entry (evaluation should leave such items out).
 
-    ``entry.window`` (seconds) limits where clips are sampled; None means the whole video, ``(0, duration)``
-    (``VideoReader.duration``; approximate for some files: clips running past the end repeat the last frame).
+    ``entry.segment`` (frame numbers), or else ``entry.window`` (seconds, taken at the video's frame rate), limits
+    where clips are sampled; without either the sampler reads the whole video.
     ``decoder_threads`` is the decoder's thread count (1 suits many loader workers); ``folder_fps`` the frame
     rate of frame-image folders; ``class_names`` what the labels mean (a list, or {"verb": [...], "noun": [...]}).
     """
@@ -138,10 +137,12 @@ class VideoClipDataset(Dataset):
     def _read(self, entry: VideoEntry, view: int, keys: tuple[int, ...]) -> Tensor:
         """The clip's frames, uint8 (T, H, W, 3); raises whatever decoding raises."""
         with open_video(entry.path, threads=self.decoder_threads, folder_fps=self.folder_fps) as video:
-            window = entry.window if entry.window is not None else (0.0, video.duration)
+            segment = entry.segment
+            if segment is None and entry.window is not None:
+                fps = video.fps
+                segment = Segment(round(entry.window[0] * fps), round(entry.window[1] * fps), fps)
             rng = np.random.default_rng(derived_seed(*keys, _CLIP_POSITION))
-            times = self.sampler(window, video.fps, rng=rng, clip_index=view)
-            return video.read_frames(times)
+            return self.sampler(video, segment=segment, rng=rng, clip_index=view)
 
     def _substitute(self, failed: int, keys: tuple[int, ...]) -> int:
         """Another entry than ``failed``, drawn from ``keys`` = (seed, epoch, index, attempt)."""
@@ -153,38 +154,3 @@ class VideoClipDataset(Dataset):
             where = f" (from {source})" if source else ""
             log.warning("skipping unreadable video %s%s: %s", path, where, reason)
             self.skipped[path] = reason
-
-
-def summarize_skipped(batches_or_items: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """The videos skipped in batches or items (their ``"skipped"`` lists): path -> reason, in first-seen order."""
-    summary: dict[str, str] = {}
-    for batch in batches_or_items:
-        for path, reason in batch["skipped"]:
-            summary.setdefault(path, reason)
-    return summary
-
-
-class SkipTracker:
-    """Gathers the ``"skipped"`` lists of an epoch's batches (from any worker) into one record and summary."""
-
-    def __init__(self) -> None:
-        self.skipped: dict[str, str] = {}  # path -> reason
-        self.failed_reads = 0  # failed attempts, each answered by reading a substitute (or by an error)
-
-    def update(self, batch_or_item: Mapping[str, Any]) -> None:
-        """Add one batch's or item's skipped videos."""
-        self.failed_reads += len(batch_or_item["skipped"])
-        for path, reason in summarize_skipped([batch_or_item]).items():
-            self.skipped.setdefault(path, reason)
-
-    def summary(self) -> str:
-        """``"N skipped: path (reason), ..."``, N counting distinct paths; ``"0 skipped"`` when none."""
-        if not self.skipped:
-            return "0 skipped"
-        listed = ", ".join(f"{path} ({reason})" for path, reason in self.skipped.items())
-        return f"{len(self.skipped)} skipped: {listed}"
-
-    def reset(self) -> None:
-        """Forget everything, e.g. at the start of an epoch."""
-        self.skipped.clear()
-        self.failed_reads = 0
