@@ -141,3 +141,13 @@ def test_bad_token_count_names_the_numbers(tokens, frames):
     q = torch.randn(1, 2, tokens, 4)
     with pytest.raises(ValueError, match=str(frames)):
         trajectory_attention(q, q, q, frames, None, temporal_pooling="average")
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_query_chunks_bound_the_intermediates_including_the_batch(batch):
+    """At ViT-B size (8 x 196 queries, 12 heads, C = 768) every (B, n, H, C) intermediate stays under the bound."""
+    chunks = trajectory_module._chunks(batch, 1568, 12, 768, torch.device("cpu"))
+    assert [c.start for c in chunks[1:]] == [c.stop for c in chunks[:-1]]
+    assert chunks[0].start == 0 and chunks[-1].stop == 1568
+    assert all(batch * (c.stop - c.start) * 12 * 768 <= trajectory_module.CHUNK_ELEMENTS for c in chunks)
+    assert len(chunks) == (1 if batch == 1 else 8)
