@@ -134,7 +134,8 @@ def attention_maps(video: str | os.PathLike, checkpoint: str | os.PathLike, poin
     sampler = UniformClipSampler(num_frames, spec.sampling_rate, num_clips=1)
     with open_video(video) as reader:
         raw = sampler(reader)  # (F, H, W, 3) uint8
-    shown = spatial_crops(short_side_resize(frames_to_video(raw), crop), crop, 1)[0]  # (F, 3, crop, crop)
+    resized = short_side_resize(frames_to_video(raw).float(), crop)  # as the model's input is, then rounded
+    shown = spatial_crops(resized, crop, 1)[0].round().to(torch.uint8)  # (F, 3, crop, crop)
     frames = shown.as_subclass(Tensor).permute(0, 2, 3, 1).contiguous()  # (F, crop, crop, 3)
     clip = test_transform(crop_size=crop, num_crops=1, mean=spec.mean, std=spec.std)(raw)  # (1, 3, F, crop, crop)
     token = (frame // model.tubelet_size, y // model.patch_size, x // model.patch_size)
