@@ -38,6 +38,10 @@ Method:
   attention (ours). All trajectory variants load one state_dict, so they compute approximations of the
   same function; joint and divided attention are different functions and show "-". Orthoformer's random
   candidate draw is seeded the same way before every run.
+- Kernel launches per layer: the kernel-launching aten operations of one forward plus backward, counted on
+  the meta device (``launches.layer_launches``: views and allocations excluded). There
+  ``scaled_dot_product_attention`` runs as its math decomposition (about 14 operations), where a GPU
+  launches its fused kernels; the count does not depend on the machine or its load.
 - Ratios: time and activation memory of each row divided by those of the straightforward trajectory row.
 
 Weights and tokens: every ``nn.Linear`` weight is drawn from a normal with std 0.02 truncated at two
@@ -77,6 +81,7 @@ import torch
 from torch import Tensor, nn
 
 from common import format_table, load_average, log, machine_info, optional, peak_rss_bytes, timed
+from launches import layer_launches
 from motionformer.attention import TemporalProjections, greedy_orthogonal_indices, trajectory_attention
 from motionformer.attention.reference import greedy_orthogonal_reference, trajectory_attention_reference
 from motionformer.layers import JointAttention, SpaceAttention, TimeAttention, TrajectoryAttention
@@ -305,6 +310,8 @@ def benchmark_size(num_frames: int, tokens_per_frame: int, repeats: int, device:
     modules = {variant.key: build_module(variant, state).to(device) for variant in VARIANTS}
     x, grad_out = inputs(num_frames, tokens_per_frame, device)
     spread = attention_spread(state, x.detach(), num_frames)
+    launches = {variant.key: layer_launches(build_module(variant, state), num_frames, tokens_per_frame).total
+                for variant in VARIANTS}
 
     log(f"{size}: errors")
     outputs: dict[str, Tensor] = {}
@@ -338,6 +345,7 @@ def benchmark_size(num_frames: int, tokens_per_frame: int, repeats: int, device:
             "time_s_median": median, "time_s_min": min(times[variant.key]), "times_s": times[variant.key],
             "repeats": repeats,
             "activation_mb": mem,
+            "kernel_launches": launches[variant.key],
             "relative_error": errors.get(variant.key),
             "time_ratio_vs_straightforward": median / base_time,
             "memory_ratio_vs_straightforward": mem / base_memory if mem is not None and base_memory else None,
@@ -465,13 +473,14 @@ def format_time(seconds: float, device: torch.device) -> str:
 
 def main_table(rows: list[dict[str, Any]], device: torch.device) -> str:
     unit = "ms" if device.type == "cuda" else "s"
-    headers = ["T x S", "variant", f"fwd+bwd ({unit})", "act. mem (MB)", "rel. error", "time/sf", "mem/sf"]
+    headers = ["T x S", "variant", f"fwd+bwd ({unit})", "act. mem (MB)", "launches", "rel. error", "time/sf",
+               "mem/sf"]
     cells = []
     for row in rows:
         error = "exact ref" if row["variant"] == OURS else optional(row["relative_error"], ".2e")
         cells.append([
             row["size"], row["label"], format_time(row["time_s_median"], device),
-            optional(row["activation_mb"], ".0f"), error,
+            optional(row["activation_mb"], ".0f"), str(row["kernel_launches"]), error,
             optional(row["time_ratio_vs_straightforward"], ".2f", "x"),
             optional(row["memory_ratio_vs_straightforward"], ".2f", "x"),
         ])
