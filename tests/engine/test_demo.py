@@ -62,3 +62,11 @@ def test_report_names_both_times():
         "training: 6.5 min for 10 epochs (metrics.jsonl, every invocation of this run)",
         "this invocation: 0.5 min (data, training, test and prediction)",
     ]
+
+
+def test_train_never_writes_videos_into_a_data_root_it_was_given(tmp_path, capsys):
+    from motionformer.cli import main
+
+    given = tmp_path / "mine"
+    assert main(["train", demo.PRESET, f"data.root={given}", f"output_dir={tmp_path / 'run'}"]) == 2
+    assert "annotation file not found" in capsys.readouterr().err and not given.exists()
