@@ -7,8 +7,7 @@ import os
 from motionformer.data.datasets import VideoClipDataset, read_annotations
 from motionformer.data.sampling import ClipSampler, RandomClipSampler, SegmentSampler, UniformClipSampler
 from motionformer.data.transforms import RECIPES, recipe_transforms
-
-SAMPLINGS = ("clips", "segments")
+from motionformer.models.spec import SAMPLINGS
 
 
 def build_sampler(sampling: str, *, training: bool, num_frames: int = 16, sampling_rate: int = 4,

@@ -28,6 +28,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from motionformer.models.spec import CHANNEL_ORDERS
+
 __all__ = [
     "CHANNEL_ORDERS",
     "COLOR_JITTER",
@@ -53,7 +55,6 @@ COLOR_JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.
 # timm's magnitude noise ("mstd") and increasing-severity ops ("inc1") are not reproduced.
 RAND_AUGMENT_OPS = 2
 RAND_AUGMENT_MAGNITUDE = 9
-CHANNEL_ORDERS = ("rgb", "bgr")
 
 
 def frames_to_video(frames: Tensor) -> tv_tensors.Video:
