@@ -47,7 +47,7 @@ def annotation_path(config: Config, split: str) -> Path:
 def input_spec(config: Config, model: Motionformer, class_names: ClassNames = None) -> InputSpec:
     """What a run feeds ``model``: the config's frames, crop, stride and test views, over what the model's
     weights expect (``model.weights_info``: mean, std, channel order, sampling, class names) or, for fresh
-    weights, the model's own frames and crop with the config's mean and std."""
+    weights, the model's own frames and crop with the config's mean and std and ``class_names`` (the data's)."""
     data, info = config.data, getattr(model, "weights_info", None)
     if info is not None:
         base = info.input
@@ -185,7 +185,7 @@ def model_from_weights(path: str | Path) -> tuple[Motionformer, ClassNames, Inpu
     model.load_state_dict(record["model"])
     spec = input_spec(config, model, class_names)
     model.weights_info = WeightsInfo(source=str(path), architecture=model.architecture, input=spec,
-                                     dataset=config.data.recipe or config.data.format)
+                                     dataset=config.data.name or "custom")
     return model.eval(), class_names, spec
 
 

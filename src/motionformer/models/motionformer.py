@@ -158,17 +158,7 @@ class Motionformer(nn.Module):
             self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.token_frames * grid * grid, embed_dim))
 
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear in depth
-        self.blocks = nn.ModuleList()
-        for rate in rates:
-            if self.attention is AttentionType.TRAJECTORY:
-                attn = TrajectoryAttention(embed_dim, num_heads, qkv_bias, trajectory)
-                block = Block(embed_dim, attn, mlp_ratio, rate)
-            elif self.attention is AttentionType.JOINT:
-                block = Block(embed_dim, JointAttention(embed_dim, num_heads, qkv_bias), mlp_ratio, rate)
-            else:
-                block = Block(embed_dim, SpaceAttention(embed_dim, num_heads, qkv_bias), mlp_ratio, rate,
-                              timeattn=TimeAttention(embed_dim, num_heads, qkv_bias))
-            self.blocks.append(block)
+        self.blocks = nn.ModuleList([self._block(rate, num_heads, qkv_bias, mlp_ratio, trajectory) for rate in rates])
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.pre_logits = nn.Sequential()
         if pre_logits:
@@ -180,6 +170,17 @@ class Motionformer(nn.Module):
         self._init_weights()
 
     # ------------------------------------------------------------------ set-up
+
+    def _block(self, drop_path: float, num_heads: int, qkv_bias: bool, mlp_ratio: float,
+               trajectory: TrajectoryOptions) -> Block:
+        """One transformer block with the model's attention."""
+        dim = self.embed_dim
+        if self.attention is AttentionType.TRAJECTORY:
+            return Block(dim, TrajectoryAttention(dim, num_heads, qkv_bias, trajectory), mlp_ratio, drop_path)
+        if self.attention is AttentionType.JOINT:
+            return Block(dim, JointAttention(dim, num_heads, qkv_bias), mlp_ratio, drop_path)
+        return Block(dim, SpaceAttention(dim, num_heads, qkv_bias), mlp_ratio, drop_path,
+                     timeattn=TimeAttention(dim, num_heads, qkv_bias))
 
     def _init_weights(self) -> None:
         for param in (self.cls_token, self.pos_embed, getattr(self, "temp_embed", None)):
