@@ -138,9 +138,9 @@ def _joined(parts: list[Tensor], dim: int) -> Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
 
 
-def _summed(parts: list[Tensor]) -> Tensor:
-    """The sum of equally shaped tensors, without an operation for a single one."""
-    return parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
+def _summed(parts: list[Tensor], dtype: torch.dtype) -> Tensor:
+    """The sum of equally shaped tensors in ``dtype``, without an operation for a single one already in it."""
+    return parts[0].to(dtype) if len(parts) == 1 else torch.stack(parts).sum(0, dtype=dtype)
 
 
 def _key_value_weights(kv_weight: Tensor, heads: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -197,33 +197,39 @@ class _TemporalAttention(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_pooled):
-        trajectories, q_weight, q_bias, kv_weight, kv_bias, reference, query, weights = ctx.saved_tensors
-        original = ctx.original_temporal_values
-        b, h, t, n, d = trajectories.shape
-        c, dtype = h * d, trajectories.dtype
-        k_weight, v_weight = _key_value_weights(kv_weight, h, dtype)
-        grad_out = grad_pooled.to(dtype).reshape(b, n, h, d)
-        grad_traj = torch.empty_like(trajectories)  # same strides: the first stage needs no copy
-        parts = [_backward_chunk(trajectories, query, weights, grad_out, grad_traj, k_weight, v_weight, chunk,
-                                 original) for chunk in _chunks(b, n, h, c, trajectories.device)]
-        grad_query = _joined([part[0] for part in parts], dim=1)  # (B, N, C)
-        # the query's own trajectory token: (B, N, C) -> the diagonal of grad_traj, (B, H, S, D, T)
-        grad_reference = (grad_query @ q_weight.to(dtype)).view(b, t, n // t, h, d).permute(0, 3, 2, 4, 1)
-        _diagonal(grad_traj).add_(grad_reference)
-        acc = torch.promote_types(q_weight.dtype, torch.float32)  # weight gradients accumulate here
-        grad_q_weight = (grad_query.flatten(0, 1).T.to(acc) @ reference.flatten(0, 1).to(acc)).to(q_weight.dtype)
-        grad_q_bias = grad_query.sum((0, 1), dtype=acc).to(q_bias.dtype) if q_bias is not None else None
-        grad_k_weight = _summed([part[1] for part in parts])  # (H, D, C)
-        if original:  # the value half of proj_kv is unused: zero gradient
-            grad_kv_weight = F.pad(grad_k_weight.view(c, c), (0, 0, 0, c))
-        else:
-            grad_kv_weight = torch.cat([grad_k_weight, _summed([part[2] for part in parts])]).view(2 * c, c)
-        grad_kv_weight = grad_kv_weight.to(kv_weight.dtype)
-        grad_kv_bias = None
-        if kv_bias is not None:  # the key bias cancels in the softmax: zero gradient, as for unused values
-            grad_v_bias = grad_out.new_zeros(c) if original else grad_out.sum((0, 1), dtype=acc).view(c)
-            grad_kv_bias = F.pad(grad_v_bias, (c, 0)).to(kv_bias.dtype)
-        return grad_traj, grad_q_weight, grad_q_bias, grad_kv_weight, grad_kv_bias, None
+        with full_precision(grad_pooled.device):  # dtypes are chosen explicitly here too
+            return (*_temporal_backward(grad_pooled, *ctx.saved_tensors, ctx.original_temporal_values), None)
+
+
+def _temporal_backward(grad_pooled: Tensor, trajectories: Tensor, q_weight: Tensor, q_bias: Tensor | None,
+                       kv_weight: Tensor, kv_bias: Tensor | None, reference: Tensor, query: Tensor, weights: Tensor,
+                       original: bool) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Tensor | None]:
+    """Gradients of the trajectories, proj_q's weight and bias and proj_kv's weight and bias."""
+    b, h, t, n, d = trajectories.shape
+    c, dtype = h * d, trajectories.dtype
+    k_weight, v_weight = _key_value_weights(kv_weight, h, dtype)
+    grad_out = grad_pooled.to(dtype).reshape(b, n, h, d)
+    grad_traj = torch.empty_like(trajectories)  # same strides: the first stage needs no copy
+    parts = [_backward_chunk(trajectories, query, weights, grad_out, grad_traj, k_weight, v_weight, chunk,
+                             original) for chunk in _chunks(b, n, h, c, trajectories.device)]
+    grad_query = _joined([part[0] for part in parts], dim=1)  # (B, N, C)
+    # the query's own trajectory token: (B, N, C) -> the diagonal of grad_traj, (B, H, S, D, T)
+    grad_reference = (grad_query @ q_weight.to(dtype)).view(b, t, n // t, h, d).permute(0, 3, 2, 4, 1)
+    _diagonal(grad_traj).add_(grad_reference)
+    acc = torch.promote_types(q_weight.dtype, torch.float32)  # weight gradients accumulate here
+    grad_q_weight = (grad_query.flatten(0, 1).T.to(acc) @ reference.flatten(0, 1).to(acc)).to(q_weight.dtype)
+    grad_q_bias = grad_query.sum((0, 1), dtype=acc).to(q_bias.dtype) if q_bias is not None else None
+    grad_k_weight = _summed([part[1] for part in parts], acc)  # (H, D, C)
+    if original:  # the value half of proj_kv is unused: zero gradient
+        grad_kv_weight = F.pad(grad_k_weight.view(c, c), (0, 0, 0, c))
+    else:
+        grad_kv_weight = torch.cat([grad_k_weight, _summed([part[2] for part in parts], acc)]).view(2 * c, c)
+    grad_kv_weight = grad_kv_weight.to(kv_weight.dtype)
+    grad_kv_bias = None
+    if kv_bias is not None:  # the key bias cancels in the softmax: zero gradient, as for unused values
+        grad_v_bias = grad_out.new_zeros(c) if original else grad_out.sum((0, 1), dtype=acc).view(c)
+        grad_kv_bias = F.pad(grad_v_bias, (c, 0)).to(kv_bias.dtype)
+    return grad_traj, grad_q_weight, grad_q_bias, grad_kv_weight, grad_kv_bias
 
 
 def _forward_chunk(trajectories: Tensor, query: Tensor, k_weight: Tensor, v_weight: Tensor, v_bias: Tensor | None,
