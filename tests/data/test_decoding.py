@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from motionformer.data import VideoDecodeError, VideoInfo, open_video, probe, read_clip, read_frames
+from motionformer.data.decoding import StreamHeader
 from tests.data.conftest import frame_index, frame_indices, index_frame, make_audio_only, make_video
 
 FPS = 30
@@ -307,3 +308,42 @@ def test_duration_comes_from_metadata_without_decoding(tmp_path):
     with open_video(path) as video:
         assert video.duration >= 16 / 30 - 1e-9  # never a fraction of a frame short
         assert video.frames_decoded == 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The protocol's reads: stream header, pts windows, frames by position
+
+
+def test_stream_header(video_dir, h264, tmp_path):
+    with open_video(h264) as video:
+        header = video.header
+        assert (header.fps, header.num_frames) == (FPS, 60) and header.duration_pts is not None
+        assert video.frames_decoded == 0  # from metadata alone
+    with open_video(make_video(video_dir / "header.mkv", 10, size=(32, 32))) as video:
+        assert video.header.duration_pts is None  # Matroska states the duration of the file, not the stream
+        assert video.frame_count() == 10
+    with open_video(_write_frames(tmp_path / "header", 5, "{:03d}.jpg")) as video:
+        assert video.header == StreamHeader(fps=30.0, num_frames=5, duration_pts=None)
+        assert video.frame_count() == 5 and video.frames_decoded == 0
+
+
+def test_read_window_keeps_the_window_and_the_first_frame_past_it(h264):
+    with open_video(h264) as video:
+        per_frame = video.header.duration_pts // 60  # pts of one frame
+        window = (20 * per_frame - 1, 30 * per_frame + 1)  # frames 20..30, then 31 past the end
+        assert frame_indices(video.read_window(*window, [0, 5, 10, 11, 40])) == [20, 25, 30, 31, 31]
+        assert frame_indices(video.read_window(58 * per_frame, 70 * per_frame, [0, 1, 2])) == [58, 59, 59]
+        with pytest.raises(VideoDecodeError, match="no frame at or after pts"):
+            video.read_window(61 * per_frame, 70 * per_frame, [0])
+
+
+@pytest.mark.parametrize("suffix", ["mp4", "webm", "frames"])
+def test_read_positions(video_dir, tmp_path, suffix):
+    if suffix == "frames":
+        path = _write_frames(tmp_path / "positions", 20, "{:03d}.jpg")
+    else:
+        path = make_video(video_dir / f"positions.{suffix}", 20, codec="libx264" if suffix == "mp4" else "libvpx-vp9")
+    with open_video(path) as video:
+        assert frame_indices(video.read_positions([19, 0, 7, 7, 25])) == [19, 0, 7, 7, 19]
+        with pytest.raises(ValueError, match="positions must be >= 0"):
+            video.read_positions([-1])

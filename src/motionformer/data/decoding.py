@@ -162,7 +162,7 @@ class VideoReader(abc.ABC):
     @property
     def header(self) -> StreamHeader:
         """The stream header's frame rate, frame count and duration (see ``StreamHeader``)."""
-        return StreamHeader(fps=self.fps, num_frames=self.info.num_frames, duration_pts=None)
+        return StreamHeader(fps=self.fps, num_frames=self.frame_count(), duration_pts=None)
 
     def frame_count(self) -> int:
         """How many frames ``read_positions`` counts: the frames a full decode gives (the files of a folder)."""
@@ -524,6 +524,10 @@ class _FrameFolderReader(VideoReader):
             self._info = VideoInfo(fps=self._fps, num_frames=count, duration=count / self._fps, width=width,
                                    height=height)
         return self._info
+
+    @property
+    def fps(self) -> float:
+        return self._fps
 
     def frame_count(self) -> int:
         return len(self._files)
