@@ -120,7 +120,7 @@ class VideoReader(abc.ABC):
 
     @property
     def duration(self) -> float:
-        """Length in seconds for clip sampling: the longer of the stated duration and ``num_frames / fps``
+        """Length in seconds: the longer of the stated duration and ``num_frames / fps``
         (containers often round the duration a fraction of a frame short: 16 frames at 30 fps stated as
         0.533 s). Backends that can answer from metadata do so without decoding a frame."""
         info = self.info

@@ -9,13 +9,15 @@ for clips (Kinetics-style video files and frame folders, Epic-Kitchens segments)
   does not end at the video's end) and a training clip at a uniformly random start in ``[0, Δ]``; its frames
   are ``linspace(start, start + L - 1, num_frames)`` clamped to the video and truncated toward zero
   (``clip_positions``). Where a video file's header states its duration D (in time-base units) and frame count N,
-  the clip is the presentation-time window ``[int(start * D / N), int((start + L - 1) * D / N)]``, decoded after
-  a seek (``VideoReader.read_window``), and the positions ``linspace(0, L - 1, num_frames)`` are taken among the
+  the clip is the presentation-time window ``[int(start * D / N), int((start + L - 1) * D / N)]`` (pts as stored,
+  not shifted by the stream's start time, as in the released code), decoded after a seek
+  (``VideoReader.read_window``), and the positions ``linspace(0, L - 1, num_frames)`` are taken among the
   frames kept from it; otherwise (no stated duration, frame folders) N counts every frame of the video.
 - **Epic-Kitchens segments** (``Segment``: frames ``start_frame..end_frame`` numbered at 50 or 60 fps): the same
   clip rule over ``n = end_frame - start_frame`` frames with ``fps`` the segment's, the start shifted by 1; frame
   number ``start_frame + index`` is the 1-based frame file ``frame_{number:010d}.jpg``, i.e. position
-  ``number - 1`` of the video (read by time in a video file: ``(number - 1) / `` its own frame rate).
+  ``number - 1`` of the video (in a video file: the frame shown at ``(number - 1) / rate`` seconds, ``rate``
+  the file's own frame rate).
 - **Segments (SSv2).** Every frame counted (a full decode for video files); with ``seg = (N - 1) / num_frames``,
   segment i runs from ``round(seg * i)`` to ``round(seg * (i + 1))`` (half to even); testing takes the middle
   ``(s + e) // 2``, training a uniformly random frame of the segment (``segment_positions``).
