@@ -174,8 +174,7 @@ class VideoReader(abc.ABC):
         Positions past the last frame give the last frame. This base reads frame k at ``k / fps`` (exact for
         frame folders and constant-frame-rate video); PyAV decodes the whole video once and counts.
         """
-        if any(position < 0 for position in positions):
-            raise ValueError(f"positions must be >= 0, got {min(positions)} for {self.path}")
+        _check_positions(positions, self.path)
         return self.read_frames([position / self.fps for position in positions])
 
     def read_window(self, start_pts: int, end_pts: int, offsets: Sequence[int]) -> Tensor:
@@ -263,6 +262,11 @@ def read_clip(path: str | os.PathLike, start_sec: float, num_frames: int, sampli
     """
     with open_video(path, backend=backend, threads=threads, folder_fps=folder_fps) as video:
         return video.read_clip(start_sec, num_frames, sampling_rate)
+
+
+def _check_positions(positions: Sequence[int], path: Path) -> None:
+    if any(position < 0 for position in positions):
+        raise ValueError(f"positions must be >= 0, got {min(positions)} for {path}")
 
 
 def _length(duration: float, num_frames: int, fps: float) -> float:
@@ -379,8 +383,7 @@ class _PyAVReader(VideoReader):
 
     def read_positions(self, positions: Sequence[int]) -> Tensor:
         """The frames at 0-based ``positions`` among all decoded frames (by pts; decodes the whole video once)."""
-        if any(position < 0 for position in positions):
-            raise ValueError(f"positions must be >= 0, got {min(positions)} for {self.path}")
+        _check_positions(positions, self.path)
         frames = self._decode_all()
         return _pyav_rgb([frames[min(position, len(frames) - 1)] for position in positions])
 
