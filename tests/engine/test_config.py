@@ -108,3 +108,46 @@ def test_resolved_config_round_trips_through_yaml():
 def test_valid_keys_cover_every_section():
     keys = set(valid_keys())
     assert {"model.name", "data.root", "train.epochs", "eval.num_clips", "output_dir", "seed", "checkpoint"} <= keys
+
+
+def _numeric_keys(cls: type, prefix: str = "") -> list[str]:
+    """Dotted keys of the config dataclasses whose values are numbers (or lists / dicts of numbers)."""
+    import dataclasses
+    import typing
+
+    keys = []
+    for field in dataclasses.fields(cls):
+        kind = typing.get_type_hints(cls)[field.name]
+        if dataclasses.is_dataclass(kind):
+            keys += _numeric_keys(kind, f"{prefix}{field.name}.")
+        elif field.name != "options" and any(number in str(kind) for number in ("int", "float")):
+            keys.append(f"{prefix}{field.name}")
+    return keys
+
+
+def test_every_numeric_key_has_a_range():
+    from motionformer.engine.config import RANGES, Config
+
+    assert sorted(_numeric_keys(Config)) == sorted(RANGES)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.log_every=0", "train.log_every=0 is out of range: must be >= 1"),
+    ("model.drop_path_rate=2", "model.drop_path_rate=2.0 is out of range: must be >= 0 and < 1"),
+    ("data.crop_size=-32", "data.crop_size=-32 is out of range: must be >= 1"),
+    ("data.crop_size=0", "data.crop_size=0 is out of range"),
+    ("data.num_frames=0", "data.num_frames=0 is out of range"),
+    ("train.clip_grad=-1", "train.clip_grad=-1.0 is out of range: must be > 0"),
+    ("train.label_smoothing=5", "train.label_smoothing=5.0 is out of range: must be >= 0 and < 1"),
+    ("train.max_steps=0", "train.max_steps=0 is out of range: must be >= 1"),
+    ("data.std=[0.5, 0, 0.5]", "data.std=[0.5, 0.0, 0.5] is out of range: must be > 0"),
+    ("data.scale_range=[320, 256]", "data.scale_range must be [low, high] with low <= high"),
+    ("data.mean=[0.5, 0.5]", "data.mean must hold 3 values"),
+    ("model.options.foo=1", "model.options: unknown model argument(s) foo; valid: img_size"),
+])
+def test_out_of_range_values_are_refused_before_any_work(override, message):
+    from motionformer.engine.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError) as refused:
+        load_config("synthetic-tiny", [override])
+    assert message in str(refused.value)

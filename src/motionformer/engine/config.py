@@ -298,26 +298,88 @@ def _check_choices(config: Config) -> None:
         raise ConfigError(f"model.options: {error}") from None
 
 
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """The allowed values of a numeric key: ``low`` <= value (< when ``open_low``) and the same for ``high``;
+    list values are checked item by item."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    meaning: str = ""
+
+    def admits(self, value: float) -> bool:
+        if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
+            return False
+        return self.high is None or (value < self.high or (not self.open_high and value == self.high))
+
+    def describe(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.open_low else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.open_high else '<='} {self.high:g}")
+        return " and ".join(parts) + (f" ({self.meaning})" if self.meaning else "")
+
+
+AT_LEAST_1 = Bound(1)
+NON_NEGATIVE = Bound(0)
+POSITIVE = Bound(0, open_low=True)
+FRACTION = Bound(0, 1, open_high=True)
+# every numeric key of the config (a test checks that none is missing); null is allowed where the type allows it
+RANGES: dict[str, Bound] = {
+    "model.num_classes": AT_LEAST_1, "model.heads": AT_LEAST_1,
+    "model.drop_path_rate": Bound(0, 1, open_high=True, meaning="a probability"),
+    "data.num_frames": AT_LEAST_1, "data.sampling_rate": AT_LEAST_1, "data.crop_size": AT_LEAST_1,
+    "data.scale_range": AT_LEAST_1, "data.random_erasing": Bound(0, 1, meaning="a probability"),
+    "data.mean": Bound(0, 1, meaning="the pixel mean of a channel, in [0, 1]"),
+    "data.std": Bound(0, open_low=True, meaning="the pixel standard deviation of a channel"),
+    "data.batch_size": AT_LEAST_1, "data.workers": NON_NEGATIVE, "data.max_retries": NON_NEGATIVE,
+    "train.epochs": AT_LEAST_1, "train.lr": POSITIVE, "train.lr_steps": NON_NEGATIVE,
+    "train.lr_gamma": POSITIVE, "train.warmup_epochs": NON_NEGATIVE, "train.min_lr": NON_NEGATIVE,
+    "train.weight_decay": NON_NEGATIVE,
+    "train.label_smoothing": Bound(0, 1, open_high=True, meaning="the share of each target spread over the classes"),
+    "train.effective_batch": AT_LEAST_1,
+    "train.clip_grad": Bound(0, open_low=True, meaning="the largest gradient norm; null for no clipping"),
+    "train.mixup": NON_NEGATIVE, "train.cutmix": NON_NEGATIVE, "train.eval_every": NON_NEGATIVE,
+    "train.checkpoint_every": NON_NEGATIVE, "train.checkpoint_minutes": POSITIVE, "train.keep_last": NON_NEGATIVE,
+    "train.log_every": AT_LEAST_1, "train.max_steps": AT_LEAST_1,
+    "eval.num_clips": AT_LEAST_1, "eval.num_crops": Bound(1, 3, meaning="1 (centre) or 3 crops"),
+    "eval.val_clips": AT_LEAST_1, "eval.val_crops": Bound(1, 3, meaning="1 (centre) or 3 crops"),
+    "eval.batch_size": AT_LEAST_1, "seed": NON_NEGATIVE,
+}
+
+
+def _value(config: Config, key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _check_ranges(config: Config) -> None:
+    for key, bound in RANGES.items():
+        value = _value(config, key)
+        values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+        for item in values:
+            if item is not None and not bound.admits(item):
+                raise ConfigError(f"{key}={value!r} is out of range: must be {bound.describe()}")
+
+
 def check(config: Config) -> None:
     """Values OmegaConf's types cannot check: choices, ranges, lengths, the model's options. Raises ConfigError
     naming the key."""
     _check_choices(config)
-    positive = {"data.batch_size": config.data.batch_size, "train.epochs": config.train.epochs,
-                "data.sampling_rate": config.data.sampling_rate, "eval.num_clips": config.eval.num_clips,
-                "eval.val_clips": config.eval.val_clips}
-    for key, value in positive.items():
-        if value < 1:
-            raise ConfigError(f"{key} must be >= 1, got {value}")
+    _check_ranges(config)
     for key in ("eval.num_crops", "eval.val_crops"):
-        if getattr(config.eval, key.split(".")[1]) not in (1, 3):
-            raise ConfigError(f"{key} must be 1 or 3, got {getattr(config.eval, key.split('.')[1])}")
-    if config.data.scale_range is not None and len(config.data.scale_range) != 2:
-        raise ConfigError(f"data.scale_range must be [low, high], got {config.data.scale_range}")
-    if config.data.workers < 0:
-        raise ConfigError(f"data.workers must be >= 0, got {config.data.workers}")
-    if config.train.effective_batch is not None and config.train.effective_batch < 1:
-        raise ConfigError(f"train.effective_batch must be >= 1 or null, got {config.train.effective_batch}")
+        if _value(config, key) not in (1, 3):
+            raise ConfigError(f"{key} must be 1 or 3, got {_value(config, key)}")
+    data = config.data
+    if data.scale_range is not None and (len(data.scale_range) != 2 or data.scale_range[0] > data.scale_range[1]):
+        raise ConfigError(f"data.scale_range must be [low, high] with low <= high, got {data.scale_range}")
+    for key in ("data.mean", "data.std"):
+        if len(_value(config, key)) != 3:
+            raise ConfigError(f"{key} must hold 3 values (one per colour channel), got {_value(config, key)}")
     if sorted(config.train.lr_steps) != list(config.train.lr_steps):
         raise ConfigError(f"train.lr_steps must be increasing epochs, got {config.train.lr_steps}")
-    if config.train.lr <= 0:
-        raise ConfigError(f"train.lr must be > 0, got {config.train.lr}")
