@@ -8,45 +8,25 @@ import sys
 
 
 def _bench_motion(args: argparse.Namespace) -> int:
-    import dataclasses
     from pathlib import Path
 
-    from motionformer.analysis import motion_benchmark as bench
+    from motionformer_experiments import motion
 
-    budget = bench.QUICK if args.quick else bench.FULL
-    changes = {key: value for key, value in (("steps", args.steps), ("val_clips", args.val_clips),
-                                             ("background_level", args.background_level)) if value is not None}
-    budget = dataclasses.replace(budget, **changes)
-    arms = bench.ARMS
-    if args.groups:
-        groups = [name.strip() for name in args.groups.split(",")]
-        known = sorted({arm.group for arm in bench.ARMS})
-        unknown = [name for name in groups if name not in known]
-        if unknown:
-            raise ValueError(f"--groups: unknown group(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
-        arms = tuple(arm for arm in bench.ARMS if arm.group in groups)
+    budget = motion.make_budget(args.quick, steps=args.steps, val_clips=args.val_clips,
+                                background_level=args.background_level)
     seeds = args.seeds if args.seeds is not None else (1 if args.quick else 2)
-    bench.run_benchmark(args.out, budget=budget, seeds=seeds, workers=args.workers, device=args.device, arms=arms)
+    motion.run_benchmark(args.out, budget=budget, seeds=seeds, workers=args.workers, device=args.device,
+                         arms=motion.select_arms(args.groups))
     print(Path(args.out, "results.md").read_text(), end="")
     print(f"\nwritten: {args.out}/results.md, results.json, *.png")
     return 0
 
 
 def _lra_generate(args: argparse.Namespace) -> int:
-    if args.task == "listops":
-        from motionformer.lra.listops import ListOpsSettings, generate_listops
-        from motionformer.lra.train import REDUCED_LISTOPS_LENGTHS
+    from motionformer_experiments.lra.data import generate_task
 
-        settings = ListOpsSettings()
-        if args.reduced:
-            settings = ListOpsSettings(min_length=REDUCED_LISTOPS_LENGTHS[0], max_length=REDUCED_LISTOPS_LENGTHS[1])
-        summary = generate_listops(args.dir, size=args.size or 100_000, seed=args.seed, settings=settings,
-                                   workers=args.workers)
-    else:
-        from motionformer.lra.pathfinder import PathfinderSettings, generate_pathfinder
-
-        summary = generate_pathfinder(args.dir, size=args.size or 200_000, seed=args.seed,
-                                      settings=PathfinderSettings.preset(args.difficulty), workers=args.workers)
+    summary = generate_task(args.task, args.dir, size=args.size, seed=args.seed, workers=args.workers,
+                            reduced=args.reduced, difficulty=args.difficulty)
     print(f"{args.task}: {args.dir} ({'written' if summary.get('generated', True) else 'already complete'})")
     return 0
 
@@ -55,7 +35,7 @@ def _lra_train(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from motionformer.lra.train import load_task, preset_for, train_lra
+    from motionformer_experiments.lra import load_task, preset_for, train_lra
 
     preset = preset_for(args.task, args.preset, steps=args.steps, seq_len=args.seq_len, batch_size=args.batch_size)
     if args.preset == "reduced":
@@ -72,27 +52,13 @@ def _lra_train(args: argparse.Namespace) -> int:
 
 def _lra_cost(args: argparse.Namespace) -> int:
     import json
+    from pathlib import Path
 
-    import torch
+    from motionformer.io import atomic_write
+    from motionformer_experiments.lra.report import measure_costs
 
-    from motionformer.lra.listops import VOCABULARY
-    from motionformer.lra.model import LRAModel
-    from motionformer.lra.train import measure_cost
-
-    costs = {}
-    for attention in args.attention:
-        model = LRAModel(vocab_size=len(VOCABULARY), num_classes=10, max_length=args.seq_len, attention=attention)
-        macs, memory = measure_cost(model.to(args.device), args.seq_len, args.batch_size, len(VOCABULARY),
-                                    torch.device(args.device))
-        costs[attention] = {"attention": attention, "macs": macs, "memory_bytes": memory, "seq_len": args.seq_len,
-                            "batch_size": args.batch_size, "device": args.device}
-        print(f"{attention}: {macs / 1e9:.3f} GMACs per sequence, {memory / 2**20:.0f} MB per training step",
-              file=sys.stderr)
+    costs = measure_costs(args.attention, seq_len=args.seq_len, batch_size=args.batch_size, device=args.device)
     if args.json:
-        from pathlib import Path
-
-        from motionformer.io import atomic_write
-
         atomic_write(Path(args.json), lambda temp: Path(temp).write_text(json.dumps(costs, indent=1) + "\n"))
     return 0
 
@@ -101,19 +67,10 @@ def _lra_report(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from motionformer.lra.train import table5
+    from motionformer_experiments.lra.report import read_results, table5
 
-    results, costs = [], None
-    for name in args.results:
-        path = Path(name)
-        files = sorted(path.rglob("result.json")) if path.is_dir() else [path]
-        for file in files:
-            try:
-                results.append(json.loads(file.read_text()))
-            except ValueError as error:
-                raise ValueError(f"{file}: not a result file ({error})") from error
-    if args.costs:
-        costs = json.loads(Path(args.costs).read_text())
+    results = read_results(args.results)
+    costs = json.loads(Path(args.costs).read_text()) if args.costs else None
     if not results and not costs:
         raise ValueError(f"no result.json under {', '.join(args.results)}")
     print(table5(results, costs), end="")

@@ -13,7 +13,8 @@ from motionformer.engine import train as train_module
 from motionformer.engine.checkpoint import load_checkpoint
 from motionformer.engine.config import load_config
 from motionformer.engine.evaluate import evaluate_checkpoint, predict
-from motionformer.engine.train import NonFiniteLossError, lr_factor, mix_batch, one_hot_targets, parameter_groups, train
+from motionformer.engine.optim import build_scheduler, lr_factor, parameter_groups
+from motionformer.engine.train import NonFiniteLossError, mix_batch, one_hot_targets, train
 from motionformer.models.registry import create_model
 
 from .conftest import tiny_overrides
@@ -109,13 +110,28 @@ def test_finetune_keeps_the_body_and_makes_a_new_head(trained_run: Path, tiny_da
     assert set(report["resized"]) == {"pos_embed", "temp_embed"}
 
 
-def test_lr_schedule_steps_warmup_and_cosine():
-    common = dict(steps_per_epoch=10, epochs=35, lr_steps=[20, 30], gamma=0.1, min_ratio=0.0)
-    steps = [lr_factor(s, schedule="steps", warmup_epochs=0, **common) for s in (0, 199, 200, 299, 300)]
+def test_lr_schedule_steps_warmup_cosine_and_linear():
+    common = dict(total_steps=350, milestones=[200, 300], gamma=0.1, min_ratio=0.0)
+    steps = [lr_factor(s, schedule="steps", warmup_steps=0, **common) for s in (0, 199, 200, 299, 300)]
     assert steps == pytest.approx([1, 1, 0.1, 0.1, 0.01])
-    warm = [lr_factor(s, schedule="cosine", warmup_epochs=1, **common) for s in (0, 9, 10, 349)]
+    warm = [lr_factor(s, schedule="cosine", warmup_steps=10, **common) for s in (0, 9, 10, 349)]
     assert warm[0] == pytest.approx(0.1) and warm[1] == pytest.approx(1.0) and warm[2] == pytest.approx(1.0)
     assert warm[3] < 1e-3
+    linear = [lr_factor(s, schedule="linear", warmup_steps=10, total_steps=110) for s in (0, 9, 10, 60, 110)]
+    assert linear == pytest.approx([0.1, 1.0, 1.0, 0.5, 0.0])
+    with pytest.raises(ValueError, match="unknown learning-rate schedule 'cosin'"):
+        build_scheduler(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), total_steps=1, schedule="cosin")
+
+
+def test_the_scheduler_sets_the_rate_of_each_step():
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=2.0)
+    scheduler = build_scheduler(optimizer, total_steps=4, warmup_steps=2, schedule="linear")
+    rates = []
+    for _ in range(4):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx([1.0, 2.0, 2.0, 1.0])
 
 
 def test_weight_decay_skips_biases_norms_and_embeddings():

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from motionformer.lra.listops import (
+from motionformer_experiments.lra.listops import (
     OPERATORS,
     VOCABULARY,
     ListOpsSettings,

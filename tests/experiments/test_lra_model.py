@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from motionformer.cli import main
-from motionformer.lra.listops import ListOpsSettings, generate_listops
-from motionformer.lra.model import ATTENTIONS, LRAModel, SequenceAttention, parse_attention
-from motionformer.lra.train import PAPER_TABLE5, Preset, load_task, measure_cost, table5, train_lra
+from motionformer_experiments.lra.data import load_task
+from motionformer_experiments.lra.listops import ListOpsSettings, generate_listops
+from motionformer_experiments.lra.model import ATTENTIONS, LRAModel, SequenceAttention, parse_attention
+from motionformer_experiments.lra.report import PAPER_TABLE5, table5
+from motionformer_experiments.lra.train import Preset, measure_cost, train_lra
 
 
 def test_attention_names():

@@ -9,10 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from motionformer.analysis import motion_benchmark as bench
-from motionformer.analysis.motion_benchmark import Arm, Budget
 from motionformer.cli import main
 from motionformer.data.synthetic import render_clip
+from motionformer_experiments import motion as bench
+from motionformer_experiments.motion import Arm, Budget, jobs
+from motionformer_experiments.motion.arms import build_model, render_batch
+from motionformer_experiments.motion.report import PLATEAU_MARGIN
+from motionformer_experiments.motion.train import training_memory
 
 TINY = Budget(steps=2, batch_size=4, val_clips=10, width=16, depth=1, heads=2, num_frames=4, tubelet=2)
 ARMS = (
@@ -25,30 +28,30 @@ ARMS = (
 
 def test_clips_take_every_stride_th_frame_or_one_frame():
     labels, seeds = np.array([0, 7]), np.array([11, 12])
-    video = bench._clips(Arm("g", "a", stride=3, size=16), TINY, labels, seeds, np.random.default_rng(0))
+    video = render_batch(Arm("g", "a", stride=3, size=16), TINY, labels, seeds, np.random.default_rng(0))
     assert video.shape == (2, 3, 4, 16, 16) and video.min() >= -1 and video.max() <= 1
     frames = render_clip(7, num_frames=12, size=16, rng=12, plain=True, background_level=TINY.background_level)
     expected = torch.from_numpy(frames[::3]).permute(3, 0, 1, 2).float() / 127.5 - 1
     torch.testing.assert_close(video[1], expected)
-    single = bench._clips(Arm("g", "a", size=16, single_frame=True), TINY, labels, seeds, np.random.default_rng(0))
+    single = render_batch(Arm("g", "a", size=16, single_frame=True), TINY, labels, seeds, np.random.default_rng(0))
     assert single.shape == (2, 3, 1, 16, 16)
-    whole = bench._clips(Arm("g", "a", stride=1, size=16), Budget(num_frames=8), labels, seeds, None)
+    whole = render_batch(Arm("g", "a", stride=1, size=16), Budget(num_frames=8), labels, seeds, None)
     assert any(torch.equal(single[0, :, 0], whole[0, :, t]) for t in range(8))  # one of the clip's 8 frames
 
 
 def test_panning_arms_render_a_moving_background():
     labels, seeds = np.array([0]), np.array([5])
-    still = bench._clips(Arm("g", "a", size=16), TINY, labels, seeds, None)
-    panned = bench._clips(Arm("g", "a", size=16, pan=True), TINY, labels, seeds, None)
+    still = render_batch(Arm("g", "a", size=16), TINY, labels, seeds, None)
+    panned = render_batch(Arm("g", "a", size=16, pan=True), TINY, labels, seeds, None)
     assert not torch.equal(still, panned)
 
 
 def test_training_memory_grows_with_the_batch_and_leaves_no_gradients():
-    model = bench._build(ARMS[0], TINY)
+    model = build_model(ARMS[0], TINY)
     sizes = []
     for batch in (2, 8):
         video = torch.randn(batch, 3, 4, 16, 16)
-        sizes.append(bench._training_memory(model, video, torch.zeros(batch, dtype=torch.long)))
+        sizes.append(training_memory(model, video, torch.zeros(batch, dtype=torch.long)))
         assert all(p.grad is None for p in model.parameters())
     weights = sum(p.numel() * 4 for p in model.parameters())
     assert weights < sizes[0] < sizes[1]
@@ -89,12 +92,12 @@ def test_run_writes_reports_and_resumes(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("trained again")
 
-    monkeypatch.setattr(bench, "train_arm", refuse)
+    monkeypatch.setattr(jobs, "train_arm", refuse)
     assert bench.run_benchmark(tmp_path, budget=TINY, seeds=2, workers=1, arms=ARMS, progress=False)["rows"] == \
         report["rows"]
     (tmp_path / "runs" / f"{ARMS[0].slug}-seed1.json").write_text('{"top1": 0.')
     calls = []
-    monkeypatch.setattr(bench, "train_arm", lambda arm, budget, seed, *rest: calls.append((arm.name, seed)) or
+    monkeypatch.setattr(jobs, "train_arm", lambda arm, budget, seed, *rest: calls.append((arm.name, seed)) or
                         {**report["runs"][1], "seed": seed})
     bench.run_benchmark(tmp_path, budget=TINY, seeds=2, workers=1, arms=ARMS, progress=False)
     assert calls == [("joint", 1)]
@@ -117,7 +120,7 @@ def test_the_packaged_arms_cover_the_issue():
     assert tokens == {144} and max(prototypes) < 144  # every approximation really approximates
     assert len({arm.slug for arm in bench.ARMS}) == len(bench.ARMS)
     for arm in bench.ARMS:  # every arm builds
-        bench._build(arm, bench.FULL)
+        build_model(arm, bench.FULL)
 
 
 def test_cli_errors_exit_with_status_2(tmp_path, capsys):
@@ -136,7 +139,7 @@ def test_the_loss_curve_has_twenty_points_and_the_background_level_changes_the_c
     curve = bench.train_arm(ARMS[0], Budget(**{**TINY.__dict__, "steps": 45}), seed=0)["loss_curve"]
     assert curve["steps"][-1] == 45 and len(curve["steps"]) == len(curve["mean_loss"]) == 20
     labels, seeds = np.array([2]), np.array([9])
-    dim, black = (bench._clips(Arm("g", "a", size=16), Budget(**{**TINY.__dict__, "background_level": level}),
+    dim, black = (render_batch(Arm("g", "a", size=16), Budget(**{**TINY.__dict__, "background_level": level}),
                                labels, seeds, None) for level in (0.3, 0.0))
     assert (black == -1).float().mean() > 0.5 and (dim == -1).float().mean() < 0.1  # black is -1 after scaling
 
@@ -144,7 +147,7 @@ def test_the_loss_curve_has_twenty_points_and_the_background_level_changes_the_c
 def test_off_plateau_counts_the_seeds_whose_final_loss_fell_below_ln_10():
     stuck, learnt = {"final_train_loss": 2.30}, {"final_train_loss": 1.9}
     assert not bench.left_plateau(stuck) and bench.left_plateau(learnt)
-    assert not bench.left_plateau({"final_train_loss": np.log(10) - bench.PLATEAU_MARGIN + 1e-3})
+    assert not bench.left_plateau({"final_train_loss": np.log(10) - PLATEAU_MARGIN + 1e-3})
     common = {"top1": 0.1, "params": 1, "macs": 1, "memory_bytes": 1, "step_seconds": 1.0}
     records = {(ARMS[0].slug, 0): {**common, **stuck}, (ARMS[0].slug, 1): {**common, **learnt}}
     rows = bench.summarise(ARMS[:1], records, seeds=2)

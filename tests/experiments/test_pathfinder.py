@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from motionformer.lra.pathfinder import (
+from motionformer_experiments.lra.pathfinder import (
     DIFFICULTIES,
     PathfinderGeometry,
     PathfinderSettings,

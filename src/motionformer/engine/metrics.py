@@ -2,11 +2,12 @@
 action accuracy, multi-view averaging, and the files an evaluation leaves behind (predictions CSV, confusion
 picture).
 
-Everything here is a pure function of CPU-copyable tensors; gathering across processes belongs to
-``motionformer.engine.distributed``. Scores are ``(N, K)`` (one row per item, one column per class), labels
-``(N,)`` integer class indices. Accuracies are percentages (0-100). Where a model may have several heads
-(multi-view testing, predictions files), scores and labels are dicts keyed by the model's heads
-(``model.heads``): ``{"": ...}`` for one head, ``{"verb": ..., "noun": ...}`` for Epic-Kitchens.
+Everything here but ``model_accuracy`` (a model's top-1 on a tensor of inputs, as a fraction) is a pure function of
+CPU-copyable tensors; gathering across processes belongs to ``motionformer.engine.distributed``. Scores are
+``(N, K)`` (one row per item, one column per class), labels ``(N,)`` integer class indices. Accuracies are
+percentages (0-100). Where a model may have several heads (multi-view testing, predictions files), scores and labels
+are dicts keyed by the model's heads (``model.heads``): ``{"": ...}`` for one head, ``{"verb": ..., "noun": ...}``
+for Epic-Kitchens.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from torch import Tensor
+from torch import Tensor, nn
 
 from motionformer.io import atomic_write
 
@@ -33,6 +34,7 @@ __all__ = [
     "format_metrics_table",
     "head_labels",
     "mean_class_accuracy",
+    "model_accuracy",
     "save_confusion_picture",
     "topk_accuracy",
     "video_metrics",
@@ -130,6 +132,27 @@ def mean_class_accuracy(scores: Tensor, labels: Tensor) -> float:
     hits = torch.bincount(labels[correct], minlength=num_classes)
     present = totals > 0
     return (hits[present].double() / totals[present]).mean().item() * 100.0
+
+
+@torch.no_grad()
+def model_accuracy(model: nn.Module, inputs: Tensor, labels: Tensor, *, batch_size: int,
+                   device: torch.device | None = None, prepare: Callable[[Tensor], Tensor] | None = None) -> float:
+    """Top-1 accuracy of ``model`` on ``inputs`` (N, ...) with ``labels`` (N,), as a fraction (0-1).
+
+    Runs in eval mode (the model's mode is restored after) in batches of ``batch_size`` moved to ``device`` (default:
+    where the inputs are); ``prepare`` maps each batch before the forward pass (trimming padding, say).
+    """
+    training = model.training
+    model.eval()
+    correct = 0
+    for start in range(0, len(inputs), batch_size):
+        batch = inputs[start:start + batch_size]
+        if prepare is not None:
+            batch = prepare(batch)
+        logits = model(batch.to(device or batch.device))
+        correct += (logits.argmax(-1).cpu() == labels[start:start + batch_size].cpu()).sum().item()
+    model.train(training)
+    return correct / len(inputs)
 
 
 def confusion_matrix(predictions: Tensor, labels: Tensor, num_classes: int) -> Tensor:

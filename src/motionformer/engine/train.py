@@ -25,12 +25,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm import tqdm
 
 from motionformer.data.datasets.annotations import read_annotations
 from motionformer.data.loader import build_loader, set_epoch
-from motionformer.engine import RunError, distributed
+from motionformer.engine import RunError, TrainingStopped, distributed
 from motionformer.engine.build import (
     annotation_path,
     build_model,
@@ -48,7 +48,8 @@ from motionformer.engine.checkpoint import (
 from motionformer.engine.config import Config, to_dict, to_yaml
 from motionformer.engine.evaluate import evaluate, run_test
 from motionformer.engine.metrics import format_metrics_table, head_labels
-from motionformer.engine.precision import autocast, resolve_precision
+from motionformer.engine.optim import build_optimizer, build_scheduler
+from motionformer.engine.step import TrainStep
 from motionformer.io import atomic_write
 from motionformer.models.motionformer import split_heads
 from motionformer.models.weights import WeightsInfo, save_model
@@ -60,39 +61,7 @@ class NonFiniteLossError(RunError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-class TrainingStopped(Exception):  # noqa: N818 (a signal, not a failure)
-    """Ctrl-C (SIGINT) or SIGTERM asked the run to stop; a checkpoint was written."""
-
-
 # ---------------------------------------------------------------------- pieces
-
-
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: ``weight_decay`` on weights, none on ``model.no_weight_decay()`` (biases, norms, embeddings)."""
-    skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if name in skip or param.dim() <= 1 else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def lr_factor(step: int, *, steps_per_epoch: int, epochs: int, schedule: str, lr_steps: list[int], gamma: float,
-              warmup_epochs: float, min_ratio: float) -> float:
-    """The learning rate at optimizer step ``step`` as a multiple of the base rate.
-
-    Linear warm-up from 0 over ``warmup_epochs``, then ``schedule``: ``steps`` multiplies by ``gamma`` at each
-    epoch of ``lr_steps``; ``cosine`` falls from 1 to ``min_ratio`` over the epochs after the warm-up.
-    """
-    warmup = warmup_epochs * steps_per_epoch
-    if step < warmup:
-        return (step + 1) / warmup
-    if schedule == "steps":
-        epoch = step / steps_per_epoch
-        return gamma ** sum(epoch >= boundary for boundary in lr_steps)
-    total = epochs * steps_per_epoch
-    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def one_hot_targets(labels: Tensor, num_classes: int, smoothing: float) -> Tensor:
@@ -237,6 +206,22 @@ class Trainer:
     def _setup(self) -> None:
         config, context = self.config, self.context
         torch.manual_seed(config.seed)  # the same initial weights in every process
+        self._build_data_and_model()
+        self._build_loader()
+        self._build_train_step()
+        self.position = Position()
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self._resume()
+        # each process draws its own drop-path and mixup randomness from here on
+        if self.position.step == 0 and self.position.epoch == 0 and self.position.batch == 0:
+            torch.manual_seed(config.seed + 1000 * context.rank + 1)
+        self.metrics = MetricsLog(self.output, context.is_main,
+                                  self.position.step if self._resumed else None)
+
+    def _build_data_and_model(self) -> None:
+        """The class names, the model (on the device, DDP-wrapped under torchrun) and the datasets."""
+        config, context = self.config, self.context
         # the training data first: a missing path fails here, before any weights are made
         train_path = annotation_path(config, "train")
         self.class_names = read_annotations(train_path, config.data.root, config.data.format,
@@ -255,9 +240,10 @@ class Trainer:
                         if config.train.eval_every > 0 else None)
         self.model = model.to(context.device)
         self.ddp_model = distributed.wrap(self.model, context)
-        self.autocast_dtype, use_scaler = resolve_precision(config.train.precision, context.device)
-        self.scaler = torch.amp.GradScaler(context.device.type, enabled=use_scaler)
 
+    def _build_loader(self) -> None:
+        """The training loader and the accumulation that makes ``train.effective_batch`` from it."""
+        config, context = self.config, self.context
         batch = config.data.batch_size
         per_step = batch * context.world_size
         effective = config.train.effective_batch or per_step
@@ -273,21 +259,18 @@ class Trainer:
             raise ValueError(f"{len(self.train_set)} training clips make no full step of train.effective_batch="
                              f"{effective} clips ({context.world_size} processes x data.batch_size={batch} x "
                              f"{self.accumulation} accumulated)")
-        train = config.train
-        self.optimizer = torch.optim.AdamW(parameter_groups(self.model, train.weight_decay), lr=train.lr)
-        schedule = dict(steps_per_epoch=self.steps_per_epoch, epochs=train.epochs, schedule=train.schedule,
-                        lr_steps=list(train.lr_steps), gamma=train.lr_gamma, warmup_epochs=train.warmup_epochs,
-                        min_ratio=train.min_lr / train.lr)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(step, **schedule))
-        self.position = Position()
-        self.best: float | None = None
-        self.best_epoch: int | None = None
-        self._resume()
-        # each process draws its own drop-path and mixup randomness from here on
-        if self.position.step == 0 and self.position.epoch == 0 and self.position.batch == 0:
-            torch.manual_seed(config.seed + 1000 * context.rank + 1)
-        self.metrics = MetricsLog(self.output, context.is_main,
-                                  self.position.step if self._resumed else None)
+
+    def _build_train_step(self) -> None:
+        """AdamW with the schedule (counted in optimizer steps), precision, accumulation and clipping."""
+        train, per_epoch = self.config.train, self.steps_per_epoch
+        optimizer = build_optimizer(self.model, train.lr, train.weight_decay)
+        scheduler = build_scheduler(optimizer, total_steps=train.epochs * per_epoch,
+                                    warmup_steps=train.warmup_epochs * per_epoch, schedule=train.schedule,
+                                    milestones=[epoch * per_epoch for epoch in train.lr_steps], gamma=train.lr_gamma,
+                                    min_ratio=train.min_lr / train.lr)
+        self.train_step = TrainStep(self.ddp_model, optimizer, scheduler, device=self.context.device,
+                                    precision=train.precision, accumulation=self.accumulation,
+                                    clip_grad=train.clip_grad)
 
     def _resume(self) -> None:
         last = self.checkpoints / "last.pt"
@@ -300,9 +283,10 @@ class Trainer:
             raise ValueError(f"{last} was written with another model config than this run's; use another "
                              "output_dir, or delete the checkpoint to start over")
         self.model.load_state_dict(record["model"])
-        self.optimizer.load_state_dict(record["optimizer"])
-        self.scheduler.load_state_dict(record["scheduler"])
-        self.scaler.load_state_dict(record["scaler"])
+        step = self.train_step
+        step.optimizer.load_state_dict(record["optimizer"])
+        step.scheduler.load_state_dict(record["scheduler"])
+        step.scaler.load_state_dict(record["scaler"])
         self.position = Position(epoch=record["epoch"], batch=record["batch"], step=record["step"])
         self.best, self.best_epoch = record.get("best"), record.get("best_epoch")
         rng = record["rng"]
@@ -317,8 +301,8 @@ class Trainer:
 
     def _state(self, rng: Any) -> dict[str, Any]:
         return {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "model": self.model.state_dict(), "optimizer": self.train_step.optimizer.state_dict(),
+            "scheduler": self.train_step.scheduler.state_dict(), "scaler": self.train_step.scaler.state_dict(),
             "epoch": self.position.epoch, "batch": self.position.batch, "step": self.position.step,
             "rng": rng, "best": self.best, "best_epoch": self.best_epoch, "config": to_dict(self.config),
             "class_names": self.class_names,
@@ -349,10 +333,8 @@ class Trainer:
                 break
             yield index, batch
 
-    def _forward_backward(self, batch: dict[str, Any], sync: bool) -> tuple[float, bool, bool]:
-        """One micro-batch; returns (its loss, whether any process asked to stop, whether the main process's clock
-        says a checkpoint is due). Raises on a non-finite loss before the backward pass, so the weights stay as
-        they were. The flags travel in one all-reduce, so every process takes the same decisions."""
+    def _inputs(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        """A micro-batch's clips and soft targets per head, on the device, mixed when mixup or cutmix is on."""
         device, train = self.context.device, self.config.train
         video = batch["video"].to(device, non_blocking=True)
         classes = distributed.unwrap(self.ddp_model).heads
@@ -360,11 +342,25 @@ class Trainer:
         targets = {name: one_hot_targets(labels[name], classes[name], train.label_smoothing) for name in labels}
         if train.mixup > 0 or train.cutmix > 0:
             video, targets = mix_batch(video, targets, train.mixup, train.cutmix)
-        with autocast(device, self.autocast_dtype):
+        return video, targets
+
+    def _forward_backward(self, batch: dict[str, Any], sync: bool) -> tuple[float, bool, bool]:
+        """One micro-batch; returns (its loss, whether any process asked to stop, whether the main process's clock
+        says a checkpoint is due). Raises on a non-finite loss before the backward pass, so the weights stay as
+        they were."""
+        video, targets = self._inputs(batch)
+        with self.train_step.autocast():
             logits = self.ddp_model(video)
         loss = compute_loss(split_heads(logits, distributed.unwrap(self.ddp_model).heads), targets)
-        due = self.context.is_main and time.monotonic() - self._last_save >= 60 * train.checkpoint_minutes
-        flags = torch.tensor([float(self.stop.requested), float(due)], device=device)
+        status = self._agree(loss)
+        self.train_step.backward(loss, sync=sync)
+        return status
+
+    def _agree(self, loss: Tensor) -> tuple[float, bool, bool]:
+        """The mean loss over processes and the stop / checkpoint-due flags, in one all-reduce (so every process takes
+        the same decisions); raises ``NonFiniteLossError`` when the loss is not finite."""
+        due = self.context.is_main and time.monotonic() - self._last_save >= 60 * self.config.train.checkpoint_minutes
+        flags = torch.tensor([float(self.stop.requested), float(due)], device=self.context.device)
         status = torch.cat([loss.detach().float()[None], flags])
         status = distributed.all_reduce_sum(status)
         if not torch.isfinite(status[0]):
@@ -372,28 +368,38 @@ class Trainer:
                 f"the loss became {float(status[0]):g} at epoch {self.position.epoch}, step {self.position.step}; "
                 f"training stopped and {self.checkpoints / 'last.pt'} (the last good state) was kept. Try a lower "
                 "train.lr, train.clip_grad=1.0, or train.precision=fp32")
-        with distributed.maybe_no_sync(self.ddp_model, sync):
-            self.scaler.scale(loss / self.accumulation).backward()
         return float(status[0]) / self.context.world_size, bool(status[1] > 0), bool(status[2] > 0)
 
-    def _optimizer_step(self) -> float:
-        self.scaler.unscale_(self.optimizer)
-        norm = float("nan")
-        if self.config.train.clip_grad:
-            norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.clip_grad))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        return norm
+    def _progress_bar(self, clips_per_batch: int) -> tqdm:
+        position, total = self.position, self.steps_per_epoch * self.accumulation
+        return tqdm(total=total * clips_per_batch, initial=position.batch * clips_per_batch, unit="clip",
+                    desc=f"epoch {position.epoch + 1}/{self.config.train.epochs}", disable=not self.context.is_main,
+                    dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0, leave=False)
+
+    def _stop_now(self, boundary_rng: Any) -> None:
+        """Save the state of the last optimizer-step boundary and raise ``TrainingStopped``."""
+        self.train_step.optimizer.zero_grad(set_to_none=True)
+        self._save(boundary_rng)
+        raise TrainingStopped(f"stopped at epoch {self.position.epoch}, batch {self.position.batch}; run the same "
+                              "command again to resume")
+
+    def _log_step(self, bar: tqdm, losses: list[float], clips: int, started: float) -> None:
+        """The step's loss and learning rate on the progress bar; every ``train.log_every`` steps a metrics line
+        with the mean loss since the last one (``losses`` is then emptied)."""
+        position, lr = self.position, self.train_step.lr
+        step_loss = sum(losses[-self.accumulation:]) / self.accumulation
+        bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}", refresh=False)
+        if position.step % self.config.train.log_every == 0:
+            seconds = time.monotonic() - started
+            self.metrics.write({"kind": "train", "epoch": position.epoch, "step": position.step,
+                                "loss": sum(losses) / len(losses), "lr": lr,
+                                "clips_per_s": clips / max(seconds, 1e-9)})
+            losses.clear()
 
     def _train_epoch(self) -> None:
         config, position = self.config, self.position
-        total = self.steps_per_epoch * self.accumulation
         clips_per_batch = config.data.batch_size * self.context.world_size
-        bar = tqdm(total=total * clips_per_batch, initial=position.batch * clips_per_batch, unit="clip",
-                   desc=f"epoch {position.epoch + 1}/{config.train.epochs}", disable=not self.context.is_main,
-                   dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0, leave=False)
+        bar = self._progress_bar(clips_per_batch)
         boundary_rng = capture_rng()
         losses: list[float] = []
         started, clips = time.monotonic(), 0
@@ -403,28 +409,17 @@ class Trainer:
                 sync = (index + 1) % self.accumulation == 0
                 loss, stop, due = self._forward_backward(batch, sync)
                 if stop:
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self._save(boundary_rng)
-                    raise TrainingStopped(f"stopped at epoch {position.epoch}, batch {position.batch}; run the same "
-                                          "command again to resume")
+                    self._stop_now(boundary_rng)
                 losses.append(loss)
                 clips += clips_per_batch
                 bar.update(clips_per_batch)
                 if not sync:
                     continue
-                self._optimizer_step()
+                self.train_step.step()
                 position.batch, position.step = index + 1, position.step + 1
                 boundary_rng = capture_rng()
-                lr = self.optimizer.param_groups[0]["lr"]
-                step_loss = sum(losses[-self.accumulation:]) / self.accumulation
-                bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}", refresh=False)
-                if position.step % config.train.log_every == 0:
-                    seconds = time.monotonic() - started
-                    self.metrics.write({"kind": "train", "epoch": position.epoch, "step": position.step,
-                                        "loss": sum(losses) / len(losses), "lr": lr,
-                                        "clips_per_s": clips / max(seconds, 1e-9)})
-                    losses.clear()
-                if config.train.max_steps is not None and position.step >= config.train.max_steps:
+                self._log_step(bar, losses, clips, started)
+                if self._max_steps_reached():
                     break
                 every = config.train.checkpoint_every
                 if (every and position.step % every == 0) or due:
@@ -441,7 +436,7 @@ class Trainer:
         loader = build_loader(self.val_set, self.config.eval.batch_size or self.config.data.batch_size,
                               training=False, workers=self.config.data.workers, seed=self.config.seed,
                               distributed=self.context.distributed or None, persistent_workers=False)
-        metrics, _ = evaluate(self.model, loader, self.context, self.autocast_dtype,
+        metrics, _ = evaluate(self.model, loader, self.context, self.train_step.autocast_dtype,
                               desc=f"val {self.position.epoch + 1}")
         return metrics
 
@@ -457,30 +452,38 @@ class Trainer:
                  "%d accumulated) on %s", config.model.name, len(self.train_set), self.steps_per_epoch,
                  config.train.epochs, self.effective_batch, self.context.world_size, config.data.batch_size,
                  self.accumulation, self.context.device)
-        summary: dict[str, Any] = {}
         with self.stop.installed():
             while position.epoch < config.train.epochs and not self._max_steps_reached():
                 self._train_epoch()
                 if self._max_steps_reached() and position.batch < self.steps_per_epoch * self.accumulation:
                     self._save(capture_rng())
                     break
-                record: dict[str, Any] = {"kind": "epoch", "epoch": position.epoch, "step": position.step,
-                                          "seconds": self._epoch_seconds,
-                                          "clips_per_s": self._epoch_clips / max(self._epoch_seconds, 1e-9)}
-                is_best = False
-                last_epoch = position.epoch + 1 == config.train.epochs
-                if self.val_set is not None and ((position.epoch + 1) % config.train.eval_every == 0 or last_epoch):
-                    metrics = self._validate()
-                    record.update({f"val_{key}": value for key, value in metrics.items()})
-                    top1 = metrics.get("top1", metrics.get("action_top1"))
-                    if top1 is not None and (self.best is None or top1 > self.best):
-                        self.best, self.best_epoch, is_best = top1, position.epoch + 1, True
-                    log.info("epoch %d: %s", position.epoch + 1,
-                             ", ".join(f"val {k} {v:.2f}" for k, v in metrics.items()))
-                self.metrics.write(record)
-                position.epoch, position.batch = position.epoch + 1, 0
-                self._save(capture_rng(), epoch_end=True, best=is_best)
-        summary["train_seconds"] = time.monotonic() - started
+                self._end_epoch()
+        return self._finish(time.monotonic() - started)
+
+    def _end_epoch(self) -> None:
+        """Validate when due (keeping the best top-1), write the epoch's metrics line and checkpoints."""
+        config, position = self.config, self.position
+        record: dict[str, Any] = {"kind": "epoch", "epoch": position.epoch, "step": position.step,
+                                  "seconds": self._epoch_seconds,
+                                  "clips_per_s": self._epoch_clips / max(self._epoch_seconds, 1e-9)}
+        is_best = False
+        last_epoch = position.epoch + 1 == config.train.epochs
+        if self.val_set is not None and ((position.epoch + 1) % config.train.eval_every == 0 or last_epoch):
+            metrics = self._validate()
+            record.update({f"val_{key}": value for key, value in metrics.items()})
+            top1 = metrics.get("top1", metrics.get("action_top1"))
+            if top1 is not None and (self.best is None or top1 > self.best):
+                self.best, self.best_epoch, is_best = top1, position.epoch + 1, True
+            log.info("epoch %d: %s", position.epoch + 1, ", ".join(f"val {k} {v:.2f}" for k, v in metrics.items()))
+        self.metrics.write(record)
+        position.epoch, position.batch = position.epoch + 1, 0
+        self._save(capture_rng(), epoch_end=True, best=is_best)
+
+    def _finish(self, train_seconds: float) -> dict[str, Any]:
+        """Export the best weights, test them when asked, and write the summary; returns it."""
+        config, position = self.config, self.position
+        summary: dict[str, Any] = {"train_seconds": train_seconds}
         summary.update(epochs=position.epoch, steps=position.step, best_val_top1=self.best,
                        best_epoch=self.best_epoch)
         weights = self._export()
