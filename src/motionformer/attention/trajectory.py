@@ -120,14 +120,19 @@ def _temporal_heads(trajectories: Tensor, projections: TemporalProjections, orig
 
 
 # Elements of the largest (batch, queries, heads, channels) intermediate of the temporal stage on the CPU
-# (64 MiB in float32); accelerators take ACCELERATOR_CHUNK_FACTOR times more. Queries are processed in
-# chunks that keep every intermediate below this bound; ViT-B at 8 x 196, batch 1 runs in one chunk.
-CHUNK_ELEMENTS = 1 << 24
-ACCELERATOR_CHUNK_FACTOR = 4
+# (16 MiB in float32, which keeps the activation memory of the earlier per-clip chunks). Queries are
+# processed in chunks that keep every intermediate below the bound. Other devices take
+# ACCELERATOR_CHUNK_FACTOR times more (256 MiB in float32), since a GPU step otherwise waits on the launches
+# of many small chunks: ViT-B at 8 x 196 runs in one chunk up to batch 4.
+CHUNK_ELEMENTS = 1 << 22
+ACCELERATOR_CHUNK_FACTOR = 16
 
 
 def _chunks(batch: int, num_queries: int, heads: int, channels: int, device: torch.device) -> list[slice]:
-    """Query ranges whose (batch, chunk, heads, channels) intermediates hold at most the device's bound."""
+    """Query ranges whose (batch, chunk, heads, channels) intermediates hold at most the device's bound.
+
+    Every device but the CPU takes the accelerator bound, the meta device included (launch counts model a GPU).
+    """
     budget = CHUNK_ELEMENTS * (1 if device.type == "cpu" else ACCELERATOR_CHUNK_FACTOR)
     size = max(1, budget // (batch * heads * channels))
     return [slice(start, min(start + size, num_queries)) for start in range(0, num_queries, size)]
@@ -240,8 +245,7 @@ def _forward_chunk(trajectories: Tensor, query: Tensor, k_weight: Tensor, v_weig
     """
     b, h, t, _, d = trajectories.shape
     tokens = _tokens(trajectories, chunk)  # (B, n, T, C)
-    q_in_tokens = _temporal_queries(query[:, chunk], k_weight)  # (B, n, H, C), scaled
-    scores = q_in_tokens @ tokens.transpose(-2, -1)  # (B, n, H, T), already scaled
+    scores = _temporal_queries(query[:, chunk], k_weight) @ tokens.transpose(-2, -1)  # (B, n, H, T), scaled
     w = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))
     wd = w.to(tokens.dtype)
     if original:  # head g pools its own channels of y~
@@ -258,36 +262,40 @@ def _backward_chunk(trajectories: Tensor, query: Tensor, weights: Tensor, grad_o
                     ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Gradients of the queries ``chunk``: writes grad_traj's chunk, returns (grad query, grad W_k, grad W_v).
 
-    grad query is (B, n, C); grad W_k (H, D, C) is for the scaled W_k; grad W_v is None for original values.
+    grad query is (B, n, C); grad W_k and grad W_v are (H, D, C); grad W_v is None for original values.
+    At most two (B, n, H, C) intermediates are alive at a time.
     """
     b, h, t, _, d = trajectories.shape
     tokens = _tokens(trajectories, chunk)  # (B, n, T, C)
     w32 = weights[:, chunk]  # (B, n, H, T)
     w = w32.to(tokens.dtype)
     g_out = grad_out[:, chunk]  # (B, n, H, D)
-    grad_v_weight = None
     if original:
+        grad_v_weight = None
         grad_w = torch.einsum("bnhd,bnthd->bnht", g_out, tokens.view(b, -1, t, h, d))
         grad_tokens = torch.einsum("bnht,bnhd->bnthd", w, g_out).reshape(b, -1, t, h * d)
     else:
-        grad_v_weight = torch.einsum("bnhd,bnhc->hdc", g_out, w @ tokens)
-        grad_mixed = torch.einsum("bnhd,hdc->bnhc", g_out, v_weight)  # (B, n, H, C)
-        grad_w = grad_mixed @ tokens.transpose(-2, -1)  # (B, n, H, T)
-        grad_tokens = w.transpose(-2, -1) @ grad_mixed  # (B, n, T, C)
+        grad_w, grad_tokens, grad_v_weight = _value_gradients(g_out, w, tokens, v_weight)
     grad_scores = torch._softmax_backward_data(grad_w.to(w32.dtype), w32, -1, w32.dtype).to(tokens.dtype)
-    q_in_tokens = _temporal_queries(query[:, chunk], k_weight)  # recomputed, not stored
-    grad_q_in_tokens = grad_scores @ tokens  # (B, n, H, T) x (B, n, T, C) -> (B, n, H, C)
-    # grad_tokens + grad_scores^T q_in_tokens, batched over (B, n): (B*n, T, H) x (B*n, H, C) -> (B*n, T, C)
+    # grad_tokens + grad_scores^T q_in_tokens, batched over (B, n): (B*n, T, H) x (B*n, H, C) -> (B*n, T, C);
+    # q_in_tokens is recomputed, not stored, and freed at once
     grad_tokens = torch.baddbmm(grad_tokens.flatten(0, 1), grad_scores.transpose(-2, -1).flatten(0, 1),
-                                q_in_tokens.flatten(0, 1))
-    # through q_in_tokens = W_k^T q~ / sqrt(D): (H, D, B*n) x (H, B*n, C) and (H, B*n, C) x (H, C, D)
-    grad_q_in_heads = grad_q_in_tokens.permute(2, 0, 1, 3).flatten(1, 2)  # (H, B*n, C)
-    grad_k_weight = _scaled_bmm(_heads_first(query[:, chunk], h).transpose(-2, -1), grad_q_in_heads, head_scale(d))
-    grad_query = _scaled_bmm(grad_q_in_heads, k_weight.transpose(-2, -1), head_scale(d))  # (H, B*n, D)
-    grad_query = grad_query.unflatten(1, (b, -1)).permute(1, 2, 0, 3).flatten(2)  # (B, n, C)
+                                _temporal_queries(query[:, chunk], k_weight).flatten(0, 1))
     # back to the trajectory layout: (B, n, T, H, D) -> (B, H, T, n, D)
     grad_traj[:, :, :, chunk] = grad_tokens.view(b, -1, t, h, d).permute(0, 3, 2, 1, 4)
-    return grad_query, grad_k_weight, grad_v_weight
+    del grad_tokens  # freed before the next (B, n, H, C) intermediate
+    # through q_in_tokens = W_k^T q~ / sqrt(D): (H, D, B*n) x (H, B*n, C) and (H, B*n, C) x (H, C, D)
+    grad_q_in_heads = (grad_scores @ tokens).permute(2, 0, 1, 3).flatten(1, 2)  # (B, n, H, C) -> (H, B*n, C)
+    grad_k_weight = _scaled_bmm(_heads_first(query[:, chunk], h).transpose(-2, -1), grad_q_in_heads, head_scale(d))
+    grad_query = _scaled_bmm(grad_q_in_heads, k_weight.transpose(-2, -1), head_scale(d))  # (H, B*n, D)
+    return grad_query.unflatten(1, (b, -1)).permute(1, 2, 0, 3).flatten(2), grad_k_weight, grad_v_weight
+
+
+def _value_gradients(g_out: Tensor, w: Tensor, tokens: Tensor, v_weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Through pooled = W_v (w @ tokens): gradients of w (B, n, H, T), tokens (B, n, T, C) and W_v (H, D, C)."""
+    grad_v_weight = torch.einsum("bnhd,bnhc->hdc", g_out, w @ tokens)
+    grad_mixed = torch.einsum("bnhd,hdc->bnhc", g_out, v_weight)  # (B, n, H, C)
+    return grad_mixed @ tokens.transpose(-2, -1), w.transpose(-2, -1) @ grad_mixed, grad_v_weight
 
 
 def _tokens(trajectories: Tensor, chunk: slice) -> Tensor:
