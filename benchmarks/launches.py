@@ -3,7 +3,9 @@
 Every aten operation that reaches the dispatcher counts once, except those that launch no kernel: views
 (operations whose output aliases an input, plus ``_unsafe_view``), allocations without a fill
 (``empty*``) and non-tensor helpers. This is the number of kernels an eager GPU run launches, up to
-the few operations a backend fuses or splits; fused ``scaled_dot_product_attention`` counts as one.
+the few operations a backend fuses or splits. On the meta device ``scaled_dot_product_attention`` runs as its
+math decomposition (about 14 operations forward and backward, where a GPU launches its fused kernels), and
+trajectory attention's temporal stage takes the chunk sizes of a GPU, not of the CPU.
 """
 
 from __future__ import annotations
