@@ -40,7 +40,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
                           env=environment, timeout=timeout)
 
 
-def popen_cli(*args: str) -> subprocess.Popen:
+def popen_cli(*args: str, new_session: bool = False) -> subprocess.Popen:
+    """``python -m motionformer ARGS`` started in the background; ``new_session`` makes it the leader of its own
+    process group (so a signal can go to it and its data-loading workers at once, as SLURM sends it)."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "motionformer", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=environment)
+                            stderr=subprocess.PIPE, text=True, env=environment, start_new_session=new_session)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import time
@@ -95,3 +96,20 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(uninterrupted, tiny_data, 
     resumed = run_cli(*_args(tiny_data, output))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _assert_same_weights(uninterrupted, output)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_to_the_process_group_checkpoints_and_exits_130(uninterrupted, tiny_data, tmp_path, workers):
+    output = tmp_path / "preempted"
+    args = [*_args(tiny_data, output), f"data.workers={workers}"]
+    process = popen_cli(*args, new_session=True)
+    _wait_for_step(process, output / "checkpoints" / "last.pt", 2)
+    os.killpg(process.pid, signal.SIGTERM)  # the main process and its workers, as SLURM and torchrun do
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "run the same command again to resume" in stderr and "Traceback" not in stderr
+    assert load_checkpoint(output / "checkpoints" / "last.pt")["step"] >= 2
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    if workers == 1:  # the uninterrupted run's loader
+        _assert_same_weights(uninterrupted, output)

@@ -153,7 +153,7 @@ def test_convert_command(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "k.pyth"), str(tmp_path / "k")]) == 0
     assert (tmp_path / "k.safetensors").exists() and (tmp_path / "k.json").exists()
     assert main(["convert", str(tmp_path / "nothing.pyth"), str(tmp_path / "n")]) == 2
-    assert "checkpoint not found" in capsys.readouterr().err
+    assert "not found: " in capsys.readouterr().err
 
 
 def test_pickles_with_other_objects_need_trust(tmp_path):
@@ -168,3 +168,37 @@ def test_pickles_with_other_objects_need_trust(tmp_path):
     with pytest.raises(ValueError, match="trust_pickle=True"):
         from_checkpoint(path)
     assert from_checkpoint(path, trust_pickle=True).img_size == 32
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    return path
+
+
+def test_unreadable_weight_files_are_named(tmp_path):
+    source = Motionformer(**ARCH, img_size=32, num_classes=5, trajectory=RELEASED)
+    _write_released(tmp_path / "k.pyth", source, _released_cfg())
+    with pytest.raises(ValueError, match=r"k.pyth: cannot be read as a released Motionformer checkpoint"):
+        from_checkpoint(_truncate(tmp_path / "k.pyth"))
+    _write_released(tmp_path / "k2.pyth", source, _released_cfg())
+    weights, meta = convert_checkpoint(tmp_path / "k2.pyth", tmp_path / "ours")
+    _truncate(weights)
+    with pytest.raises(ValueError, match=r"ours.safetensors: cannot be read as motionformer weights"):
+        from_checkpoint(weights)
+    with pytest.raises(ValueError, match=r"is a folder; expected"):
+        from_checkpoint(tmp_path)
+    record = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**record, "architecture": "mformer_b"}))
+    with pytest.raises(ValueError, match=r"ours.json: expected an 'architecture' mapping .* found str"):
+        from_checkpoint(meta)
+
+
+def test_image_vit_file_with_other_objects_is_refused(tmp_path):
+    import argparse
+
+    path = tmp_path / "vit.pth"
+    torch.save({"model": _tiny_vit().state_dict(), "args": argparse.Namespace(lr=1)}, path)
+    model = Motionformer(**ARCH, img_size=32, num_classes=5)
+    with pytest.raises(ValueError, match=r"vit.pth: refused: unpickling it would run code"):
+        init_from_image_vit(model, path)

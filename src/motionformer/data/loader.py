@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import itertools
 import random
+import signal
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -89,7 +90,13 @@ def _collate(values: list[Any], key: str) -> Any:
 
 
 def _seed_worker(worker_id: int, seed: int) -> None:
-    """Seed numpy, random and torch in a worker from (loader seed, the dataset's epoch at start, worker id)."""
+    """Seed numpy, random and torch in a worker from (loader seed, the dataset's epoch at start, worker id).
+
+    Workers ignore SIGINT and SIGTERM: a Ctrl-C or a SIGTERM sent to the whole process group (SLURM, torchrun,
+    ``timeout``) is the main process's to handle, which then checkpoints and shuts the workers down.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     epoch = getattr(get_worker_info().dataset, "epoch", 0)
     seed = derived_seed(seed, epoch, worker_id, _WORKER)
     random.seed(seed)

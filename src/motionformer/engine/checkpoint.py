@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from motionformer.io import atomic_write
+from motionformer.io import atomic_write, reading
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +73,8 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A training checkpoint as saved; ValueError naming the file when it is not one."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
+    with reading(path, "a training checkpoint (.pt)"):
         record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        reason = f"{type(error).__name__}: {error}"
-        raise ValueError(f"{path}: cannot be read as a training checkpoint ({reason})") from error
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         found = record.get("format") if isinstance(record, dict) else type(record).__name__
         raise ValueError(f"{path}: not a motionformer training checkpoint (format {found!r}, expected {FORMAT!r})")

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from motionformer.io import reading
 from motionformer.models.motionformer import Motionformer, resize_grid
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,12 @@ def _read_state_dict(source: str | os.PathLike | Mapping[str, Tensor]) -> dict[s
         return dict(source)
     path = Path(source)
     if path.exists():
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+        with reading(path, "image ViT weights (a .safetensors, or a torch.save file of tensors)"):
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
 
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
+                return load_file(str(path))
+            state = torch.load(path, map_location="cpu", weights_only=True)
         for key in ("model", "state_dict", "model_state"):
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                 state = state[key]

@@ -9,7 +9,6 @@ eval mode.
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 import yaml
 from torch import Tensor
 
+from motionformer.io import reading
 from motionformer.models.class_names import class_names
 from motionformer.models.motionformer import Motionformer, load_strict
 from motionformer.models.registry import model_arguments
@@ -111,13 +111,9 @@ def released_class_names(dataset: str, num_classes: int) -> ClassNames:
 
 def _read_released(path: Path, trust_pickle: bool) -> tuple[dict, dict[str, Tensor]]:
     """The embedded config and the state dict (without DDP's ``module.`` prefix) of a ``.pyth`` file."""
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
+    with reading(path, "a released Motionformer checkpoint (.pyth)",
+                 unsafe_hint="; if you trust the file, pass trust_pickle=True"):
         checkpoint = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except pickle.UnpicklingError as error:
-        raise ValueError(f"{path}: cannot be read as plain tensors and containers ({error}); if you trust the "
-                         "file, pass trust_pickle=True") from error
     if not isinstance(checkpoint, dict) or "model_state" not in checkpoint or "cfg" not in checkpoint:
         keys = list(checkpoint)[:10] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ValueError(f"{path}: not a released Motionformer checkpoint (expected keys model_state and cfg, "

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from motionformer.io import atomic_write
+from motionformer.io import atomic_write, reading
 from motionformer.models.motionformer import Motionformer, load_strict
 from motionformer.models.registry import model_arguments
 from motionformer.models.released import load_released
@@ -47,8 +47,9 @@ class WeightsInfo:
     @classmethod
     def from_json(cls, record: Mapping[str, Any], source: str) -> WeightsInfo:
         """A ``WeightsInfo`` from a ``NAME.json`` record of either format; ValueError naming ``source``."""
-        if "architecture" not in record:
-            raise ValueError(f"{source}: no 'architecture' key")
+        if not isinstance(record, Mapping) or not isinstance(record.get("architecture"), Mapping):
+            found = type(record.get("architecture") if isinstance(record, Mapping) else record).__name__
+            raise ValueError(f"{source}: expected an 'architecture' mapping of model arguments, found {found}")
         if "input" in record:
             spec = InputSpec.from_json(record["input"], f"{source} (input)")
         else:  # motionformer/1: the input's fields at the top level
@@ -87,16 +88,16 @@ def _load_ours(path: Path) -> Motionformer:
     from safetensors.torch import load_file
 
     weights, meta = path.with_suffix(".safetensors"), path.with_suffix(".json")
-    for needed in (weights, meta):
-        if not needed.exists():
-            raise FileNotFoundError(f"checkpoint file not found: {needed}")
-    try:
+    with reading(meta, "the metadata (.json) of motionformer weights"):
         record = json.loads(meta.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{meta}: not valid JSON ({error})") from error
     info = WeightsInfo.from_json(record, str(meta))
-    model = Motionformer(**model_arguments(info.architecture))
-    load_strict(model, load_file(str(weights)), weights)
+    try:
+        model = Motionformer(**model_arguments(info.architecture))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{meta}: its 'architecture' does not describe a Motionformer ({error})") from error
+    with reading(weights, "motionformer weights (.safetensors)"):
+        state = load_file(str(weights))
+    load_strict(model, state, weights)
     model.weights_info = dataclasses.replace(info, architecture=model.architecture)
     return model.eval()
 
