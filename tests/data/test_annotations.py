@@ -221,3 +221,10 @@ def test_missing_file_and_unknown_format(tmp_path):
         read_annotations(tmp_path / "nope.csv")
     with pytest.raises(ValueError, match="format must be one of"):
         read_annotations(write(tmp_path / "a.csv", "a.mp4 0\n"), format="hmdb")
+
+
+def test_bytes_that_are_not_utf8_are_named_with_their_line(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"a.mp4 0\nb.mp4 1\ncaf\xe9.mp4 0\n")
+    with pytest.raises(ValueError, match=r"train.csv:3: not UTF-8 text \(byte 0xe9 at column 4\)"):
+        read_annotations(path)

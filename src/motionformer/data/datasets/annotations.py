@@ -69,18 +69,34 @@ def read_annotations(path: str | os.PathLike, root: str | os.PathLike | None = N
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     if not path.exists():
         raise FileNotFoundError(errno.ENOENT, "no such annotation file", str(path))
-    if format == "auto":
-        format = guess_format(path)
-    if format == "folder":
-        return read_folder(path)
-    root = path.parent if root is None else Path(root)
-    if format == "kinetics":
-        return read_kinetics(path, root)
-    if format == "ssv2":
-        return read_ssv2(path, root, labels_file=labels_file, frames=frames)
-    if format == "epic":
-        return read_epic(path, root, frames=frames)
-    return read_path_label_csv(path, root)
+    try:
+        if format == "auto":
+            format = guess_format(path)
+        if format == "folder":
+            return read_folder(path)
+        root = path.parent if root is None else Path(root)
+        if format == "kinetics":
+            return read_kinetics(path, root)
+        if format == "ssv2":
+            return read_ssv2(path, root, labels_file=labels_file, frames=frames)
+        if format == "epic":
+            return read_epic(path, root, frames=frames)
+        return read_path_label_csv(path, root)
+    except UnicodeDecodeError as error:
+        raise _not_utf8(path, error) from error
+
+
+def _not_utf8(path: Path, error: UnicodeDecodeError) -> ValueError:
+    """The first line of ``path`` that is not UTF-8, named with its bad byte."""
+    if path.is_file():
+        with path.open("rb") as file:
+            for number, line in enumerate(file, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as bad:
+                    return ValueError(f"{path}:{number}: not UTF-8 text (byte 0x{line[bad.start]:02x} at column "
+                                      f"{bad.start + 1}); save the file as UTF-8")
+    return ValueError(f"{path}: not UTF-8 text ({error.reason}); save the file as UTF-8")
 
 
 def guess_format(path: str | os.PathLike) -> str:
