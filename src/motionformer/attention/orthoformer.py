@@ -27,6 +27,9 @@ from motionformer.attention.common import at_least_float32, check_qkv, full_prec
 from motionformer.attention.trajectory import exact_frame_attention
 
 TINY_RELATIVE_NORM = 1e-4
+# Running |cos| of the greedy selection's sentinel: above every real |cos| (at most 1), below the +inf of
+# used candidates, so it is taken only when no valid candidate is left.
+_SENTINEL = 2.0
 
 
 class PrototypeSelection(str, enum.Enum):
@@ -77,10 +80,6 @@ def greedy_orthogonal_indices(candidates: Tensor, num_prototypes: int) -> Tensor
         index = torch.cat(picks, dim=-1)  # (..., R)
         # all valid candidates used up: repeat the first prototype rather than take a tiny one
         return torch.where(index == n, first, index)
-
-
-# Running |cos| of the sentinel: above every real |cos| (at most 1), below the +inf of used candidates.
-_SENTINEL = 2.0
 
 
 def _unit_candidates(x: Tensor) -> tuple[Tensor, Tensor]:
