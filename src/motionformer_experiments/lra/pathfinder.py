@@ -556,6 +556,55 @@ class _Progress:
             self.stream.flush()
 
 
+def _check_arguments(size: int, seed: int, workers: int | None, settings: PathfinderSettings) -> None:
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0 or size % 2:
+        raise ValueError(f"size={size!r} must be a positive even number of images (half of each label)")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be an integer >= 0")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise ValueError(f"workers={workers!r} must be a positive integer or None (one per CPU)")
+    if not isinstance(settings, PathfinderSettings):
+        raise ValueError(f"settings={settings!r} must be a PathfinderSettings")
+
+
+def _prepare_folder(root: Path, info: dict[str, object], same_run: bool, label_files: dict[str, Path]) -> None:
+    """Remove the label files and the images another run drew (or, for the same run, partial ones); write
+    ``settings.json`` and the image folders."""
+    # Label files first: until they are written again, none lists an image that is missing or being replaced.
+    for path in label_files.values():
+        path.unlink(missing_ok=True)
+    if not same_run:
+        (root / "settings.json").unlink(missing_ok=True)
+    _remove_images(root, keep_complete=same_run)
+    root.mkdir(parents=True, exist_ok=True)
+    if not same_run:  # from here on, every image under root was drawn with these arguments
+        atomic_write(root / "settings.json",
+                     lambda temp: Path(temp).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8"))
+    for shard in range((int(info["size"]) - 1) // SHARD_SIZE + 1):
+        (root / _image_path(shard * SHARD_SIZE)).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _draw_images(root: Path, seed: int, settings: PathfinderSettings, labels: list[int], workers: int,
+                 progress: bool) -> int:
+    """Draw the images not yet under ``root`` in ``workers`` processes; returns how many were written."""
+    size = len(labels)
+    chunk = max(1, min(1000, math.ceil(size / (4 * workers))))
+    jobs = [(str(root), seed, settings, start, labels[start:start + chunk]) for start in range(0, size, chunk)]
+    meter = _Progress(size, enabled=progress)
+    written = 0
+    if workers == 1 or len(jobs) == 1:
+        for job in jobs:
+            written += _write_chunk(job)
+            meter.advance(len(job[4]))
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            futures = {pool.submit(_write_chunk, job): len(job[4]) for job in jobs}
+            for future in as_completed(futures):
+                written += future.result()
+                meter.advance(futures[future])
+    return written
+
+
 def generate_pathfinder(root: str | os.PathLike, *, size: int = 200_000, seed: int = 0,
                         settings: PathfinderSettings = PathfinderSettings(), workers: int | None = None,
                         progress: bool = True) -> dict[str, object]:
@@ -575,14 +624,7 @@ def generate_pathfinder(root: str | os.PathLike, *, size: int = 200_000, seed: i
     returns at once; over an interrupted one it draws only the missing images. Other arguments first delete the
     images found there.
     """
-    if not isinstance(size, int) or isinstance(size, bool) or size <= 0 or size % 2:
-        raise ValueError(f"size={size!r} must be a positive even number of images (half of each label)")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be an integer >= 0")
-    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
-        raise ValueError(f"workers={workers!r} must be a positive integer or None (one per CPU)")
-    if not isinstance(settings, PathfinderSettings):
-        raise ValueError(f"settings={settings!r} must be a PathfinderSettings")
+    _check_arguments(size, seed, workers, settings)
     begin = time.perf_counter()
     root = Path(root)
     splits = _split_sizes(size)
@@ -595,37 +637,9 @@ def generate_pathfinder(root: str | os.PathLike, *, size: int = 200_000, seed: i
         same_run = False
     if same_run and all(path.is_file() for path in label_files.values()):
         return {**info, "root": str(root), "generated": False, "written": 0, "seconds": time.perf_counter() - begin}
-
-    # Label files first: until they are written again, none lists an image that is missing or being replaced.
-    for path in label_files.values():
-        path.unlink(missing_ok=True)
-    if not same_run:
-        (root / "settings.json").unlink(missing_ok=True)
-    _remove_images(root, keep_complete=same_run)
-    root.mkdir(parents=True, exist_ok=True)
-    if not same_run:  # from here on, every image under root was drawn with these arguments
-        atomic_write(root / "settings.json",
-                     lambda temp: Path(temp).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8"))
-    for shard in range((size - 1) // SHARD_SIZE + 1):
-        (root / _image_path(shard * SHARD_SIZE)).parent.mkdir(parents=True, exist_ok=True)
-
+    _prepare_folder(root, info, same_run, label_files)
     labels = _labels(size, seed).tolist()
-    workers = workers or os.cpu_count() or 1
-    chunk = max(1, min(1000, math.ceil(size / (4 * workers))))
-    jobs = [(str(root), seed, settings, start, labels[start:start + chunk]) for start in range(0, size, chunk)]
-    meter = _Progress(size, enabled=progress)
-    written = 0
-    if workers == 1 or len(jobs) == 1:
-        for job in jobs:
-            written += _write_chunk(job)
-            meter.advance(len(job[4]))
-    else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            futures = {pool.submit(_write_chunk, job): len(job[4]) for job in jobs}
-            for future in as_completed(futures):
-                written += future.result()
-                meter.advance(futures[future])
-
+    written = _draw_images(root, seed, settings, labels, workers or os.cpu_count() or 1, progress)
     start = 0
     for split, count in splits.items():
         text = "".join(f"{_image_path(index)} {labels[index]}\n" for index in range(start, start + count))
