@@ -132,9 +132,11 @@ def _chunks(batch: int, num_queries: int, heads: int, channels: int, device: tor
     """Query ranges whose (batch, chunk, heads, channels) intermediates hold at most the device's bound.
 
     Every device but the CPU takes the accelerator bound, the meta device included (launch counts model a GPU).
+    While ``torch.export`` traces, the bound holds per clip instead, so the exported graph works for any batch.
     """
     budget = CHUNK_ELEMENTS * (1 if device.type == "cpu" else ACCELERATOR_CHUNK_FACTOR)
-    size = max(1, budget // (batch * heads * channels))
+    per_chunk = heads * channels * (1 if torch.compiler.is_exporting() else batch)
+    size = max(1, budget // per_chunk)
     return [slice(start, min(start + size, num_queries)) for start in range(0, num_queries, size)]
 
 
