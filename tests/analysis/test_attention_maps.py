@@ -29,7 +29,7 @@ from motionformer.data.datasets import VideoClipDataset, VideoEntry
 from motionformer.data.sampling import UniformClipSampler
 from motionformer.data.synthetic import generate
 from motionformer.data.transforms import test_transform
-from motionformer.engine.evaluate import predict
+from motionformer.inference import predict
 from motionformer.models.registry import create_model
 from motionformer.models.weights import save_model
 
@@ -112,7 +112,7 @@ def test_prediction_is_the_predict_commands_for_the_view_and_the_checkpoint_is_r
     original = module.model_from_weights
     monkeypatch.setattr(module, "model_from_weights", lambda path: reads.append(path) or original(path))
     drawn = attention_maps(files["video"], files["checkpoint"], (9, 17), device="cpu")
-    expected = predict([files["video"]], files["checkpoint"], top_k=5, device="cpu", num_clips=1, num_crops=1)[0]
+    expected = predict([files["video"]], files["checkpoint"], top_k=5, device="cpu", num_clips=1, num_crops=1)[0].top
     assert reads == [files["checkpoint"]]
     assert [name for name, _ in drawn.prediction[""]] == [name for name, _ in expected[""]]
     torch.testing.assert_close([score for _, score in drawn.prediction[""]], [score for _, score in expected[""]])

@@ -13,8 +13,8 @@ import torch
 
 from motionformer.engine.build import load_finetune
 from motionformer.engine.config import load_config
-from motionformer.engine.evaluate import predict
 from motionformer.engine.train import train
+from motionformer.inference import predict
 from motionformer.layers import TrajectoryOptions
 from motionformer.models.motionformer import Motionformer
 from motionformer.models.registry import create_model
@@ -62,7 +62,7 @@ def test_epic_run_trains_both_heads_and_reports_action_accuracy(tiny_data, tmp_p
         rows = list(csv.DictReader(stream))
     assert len(rows) == 6 and "action_correct" in rows[0]
     [answer] = predict([root / "P01" / "videos" / "P01_validation_000.MP4"], output / "model.safetensors", top_k=2)
-    assert set(answer) == {"verb", "noun"} and len(answer["verb"]) == 2
+    assert set(answer.top) == {"verb", "noun"} and len(answer.top["verb"]) == 2
 
 
 def test_finetune_from_a_released_checkpoint(tiny_data, tmp_path, caplog):

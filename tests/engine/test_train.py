@@ -12,9 +12,10 @@ import torch
 from motionformer.engine import train as train_module
 from motionformer.engine.checkpoint import load_checkpoint
 from motionformer.engine.config import load_config
-from motionformer.engine.evaluate import evaluate_checkpoint, predict
+from motionformer.engine.evaluate import evaluate_checkpoint
 from motionformer.engine.optim import build_scheduler, lr_factor, parameter_groups
 from motionformer.engine.train import NonFiniteLossError, mix_batch, one_hot_targets, train
+from motionformer.inference import predict
 from motionformer.models.registry import create_model
 
 from .conftest import tiny_overrides
@@ -63,7 +64,7 @@ def test_predict_names_classes_from_both_checkpoint_kinds(trained_run: Path, tin
     video = next((tiny_data / "videos").rglob("*.mp4"))
     for checkpoint in (trained_run / "model.safetensors", trained_run / "checkpoints" / "last.pt"):
         [answer] = predict([video], checkpoint, top_k=3, device="cpu")
-        ranked = answer[""]
+        ranked = answer.top[""]
         assert len(ranked) == 3 and ranked[0][0] in (tiny_data / "classes.txt").read_text().splitlines()
         assert ranked[0][1] >= ranked[1][1] >= ranked[2][1] and sum(s for _, s in ranked) <= 1.0 + 1e-6
     with pytest.raises(FileNotFoundError, match="video not found"):

@@ -1,9 +1,11 @@
 """Trajectory-attention maps of one query point (the paper's Fig. 4), and pictures of them.
 
-``attention_maps`` reads the centred test view of a video as the checkpoint expects it (its frame count, sampling
-rate and crop) and returns the eq. 4 weights that the query point's token pays to the patches of every token frame
-in one layer: a softmax over each frame's patches, per head. The writers draw them over the frames: a PNG grid, an
-animated GIF, and one self-contained HTML page (both images embedded as data URIs, no external resources).
+``attention_maps`` reads the centred test view of a video as the checkpoint expects it (its sampling, frame count,
+sampling rate, crop and channel order; the first clip of its test views) and returns the eq. 4 weights that the
+query point's token pays to the patches of every token frame in one layer: a softmax over each frame's patches,
+per head. The frames are drawn in RGB whatever the model's channel order. The writers draw them over the frames:
+a PNG grid, an animated GIF, and one self-contained HTML page (both images embedded as data URIs, no external
+resources).
 
 Coordinates: a point ``(x, y)`` is in pixels of the model's input crop (0 .. crop_size - 1: the video's short side
 is resized to crop_size and the centre crop taken, as in testing); ``frame`` is an input frame of the clip
@@ -27,12 +29,12 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from motionformer.data.build import build_sampler
 from motionformer.data.decoding import open_video
-from motionformer.data.sampling import UniformClipSampler
 from motionformer.data.transforms import frames_to_video, short_side_resize, spatial_crops, test_transform
 from motionformer.engine.build import model_from_weights
 from motionformer.engine.distributed import resolve_device
-from motionformer.engine.evaluate import predict_views, top_classes
+from motionformer.inference import predict_views, top_classes
 from motionformer.io import atomic_write
 from motionformer.models.motionformer import AttentionType
 
@@ -131,13 +133,15 @@ def attention_maps(video: str | os.PathLike, checkpoint: str | os.PathLike, poin
     if head is not None and not 0 <= head < num_heads:
         raise ValueError(f"head {head} is out of range: layer {layer} has {num_heads} heads, 0..{num_heads - 1}")
 
-    sampler = UniformClipSampler(num_frames, spec.sampling_rate, num_clips=1)
+    sampler = build_sampler(spec.sampling, training=False, num_frames=num_frames, sampling_rate=spec.sampling_rate,
+                            num_clips=1)
     with open_video(video) as reader:
-        raw = sampler(reader)  # (F, H, W, 3) uint8
+        raw = sampler(reader)  # (F, H, W, 3) uint8 RGB
     resized = short_side_resize(frames_to_video(raw).float(), crop)  # as the model's input is, then rounded
-    shown = spatial_crops(resized, crop, 1)[0].round().to(torch.uint8)  # (F, 3, crop, crop)
+    shown = spatial_crops(resized, crop, 1)[0].round().to(torch.uint8)  # (F, 3, crop, crop), drawn in RGB
     frames = shown.as_subclass(Tensor).permute(0, 2, 3, 1).contiguous()  # (F, crop, crop, 3)
-    clip = test_transform(crop_size=crop, num_crops=1, mean=spec.mean, std=spec.std)(raw)  # (1, 3, F, crop, crop)
+    clip = test_transform(crop_size=crop, num_crops=1, mean=spec.mean, std=spec.std,
+                          channel_order=spec.channel_order)(raw)  # (1, 3, F, crop, crop)
     token = (frame // model.tubelet_size, y // model.patch_size, x // model.patch_size)
     target = resolve_device(device)
     model, clip = model.to(target).eval(), clip.to(target)

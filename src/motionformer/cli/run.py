@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from motionformer.cli.common import add_config_arguments, add_device_argument, load, positive_int
 
@@ -25,13 +26,20 @@ def _test(args: argparse.Namespace) -> int:
     return 0
 
 
+CHECKPOINT_HELP = ("weights: a run's .pt, a .safetensors, a released .pyth, or a model-zoo name such as k400_mformer_b "
+                   "(see 'motionformer weights')")
+
+
 def _predict(args: argparse.Namespace) -> int:
-    from motionformer.engine.evaluate import predict
+    from motionformer.inference import predict
 
     answers = predict(args.videos, args.checkpoint, top_k=args.top_k, device=args.device)
-    for video, answer in zip(args.videos, answers, strict=True):
-        print(video)
-        for head, ranked in answer.items():
+    for answer in answers:
+        if args.json:
+            print(json.dumps(answer.to_json()), flush=True)
+            continue
+        print(answer.video)
+        for head, ranked in answer.top.items():
             for rank, (name, score) in enumerate(ranked, start=1):
                 label = f"{head} " if head else ""
                 print(f"  {label}{rank}. {name}  {score:.3f}")
@@ -77,25 +85,33 @@ def _add_train_test(commands: argparse._SubParsersAction) -> None:
                                             "checkpoint). Under torchrun, every process runs this.")
     add_config_arguments(train)
     train.add_argument("--finetune", default=None, metavar="CKPT",
-                       help="start from these weights (a run's .pt, a .safetensors, a released .pyth); the "
-                            "classifier is new where the classes differ")
+                       help="start from these weights (a run's .pt, a .safetensors, a released .pyth, a model-zoo "
+                            "name); the classifier is new where the classes differ, the channel order is the "
+                            "weights' unless data.channel_order says")
     train.set_defaults(run=_train)
 
     test = commands.add_parser("test", help="multi-view test of a checkpoint",
                                description="Multi-view test (eval.num_clips x eval.num_crops views, softmax scores "
-                                           "averaged) of checkpoint=PATH on data.test (else data.val); writes "
-                                           "test_metrics.json, predictions.csv and confusion.png to output_dir.")
+                                           "averaged) of checkpoint=PATH (or a model-zoo name) on data.test (else "
+                                           "data.val), with the sampling and channel order of its weights; writes "
+                                           "test_metrics.json (video and clip level), predictions.csv and "
+                                           "confusion.png to output_dir.")
     add_config_arguments(test)
     test.set_defaults(run=_test)
 
 
 def _add_predict_visualize(commands: argparse._SubParsersAction) -> None:
-    predict = commands.add_parser("predict", help="class names and scores for video files",
-                                  description="Top-k classes of each video, from a run's checkpoint, an exported "
-                                              ".safetensors or a released .pyth file, with its test views.")
-    predict.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
-    predict.add_argument("--checkpoint", required=True, help="weights: a run's .pt, a .safetensors, a .pyth")
+    predict = commands.add_parser("predict", help="class names and scores for videos",
+                                  description="Top-k classes of each video file or frame folder, as the checkpoint "
+                                              "expects its input (its sampling, test views and channel order): the "
+                                              "softmax of each head averaged over all views.")
+    predict.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of frame images")
+    predict.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
     predict.add_argument("--top-k", type=positive_int, default=5, help="classes to show")
+    predict.add_argument("--json", action="store_true",
+                         help='one JSON object per video, line by line: {"video": PATH, "scores": {HEAD: [p for '
+                              'every class]}, "top": {HEAD: [[name, p], ...]}} (HEAD "" for one head, verb and '
+                              'noun for Epic-Kitchens)')
     add_device_argument(predict)
     predict.set_defaults(run=_predict)
 
@@ -105,8 +121,8 @@ def _add_predict_visualize(commands: argparse._SubParsersAction) -> None:
                     "each frame's patches) in one layer, over the checkpoint's centred test view of VIDEO. Writes "
                     "DIR/VIDEO_attention.png (a grid of all frames), .gif (animated) and .html (one page with "
                     "both, the query, layer, head and the top-5 prediction) and prints their paths.")
-    visualize.add_argument("video", metavar="VIDEO", help="a video file")
-    visualize.add_argument("--checkpoint", required=True, help="weights: a run's .pt, a .safetensors, a .pyth")
+    visualize.add_argument("video", metavar="VIDEO", help="a video file or a folder of frame images")
+    visualize.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
     visualize.add_argument("--point", required=True, metavar="X,Y[,T]",
                            help="the query: X, Y in pixels of the model's input crop (0..crop_size-1, after the "
                                 "short side is resized to crop_size and the centre crop taken), T an input frame "

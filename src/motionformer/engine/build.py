@@ -47,17 +47,29 @@ def annotation_path(config: Config, split: str) -> Path:
 def input_spec(config: Config, model: Motionformer, class_names: ClassNames = None) -> InputSpec:
     """What a run feeds ``model``: the config's frames, crop, stride and test views, over what the model's
     weights expect (``model.weights_info``: mean, std, channel order, sampling, class names) or, for fresh
-    weights, the model's own frames and crop with the config's mean and std and ``class_names`` (the data's)."""
+    weights, the model's own frames and crop with the config's mean and std and ``class_names`` (the data's).
+
+    The channel order is ``data.channel_order`` when set, else the weights': for a model fine-tuned from other
+    weights (``load_finetune``), theirs, so fine-tuning from BGR weights keeps BGR.
+    """
     data, info = config.data, getattr(model, "weights_info", None)
     if info is not None:
         base = info.input
     else:
         recipe = data.recipe or data.format
+        source = getattr(model, "source_input", None)
         base = InputSpec(num_frames=model.num_frames, crop_size=model.img_size, mean=tuple(data.mean),
                          std=tuple(data.std), class_names=class_names,
+                         channel_order=source.channel_order if source is not None else "rgb",
                          sampling="segments" if recipe == "ssv2" else "clips")
+        if source is not None and source.channel_order != "rgb":
+            log.info("the fine-tuned weights learnt %s frames: %s (set data.channel_order to change it)",
+                     source.channel_order.upper(),
+                     f"using {data.channel_order.upper()} as data.channel_order says" if data.channel_order
+                     else f"keeping {source.channel_order.upper()}")
     return dataclasses.replace(base, num_frames=data.num_frames or base.num_frames,
                                crop_size=data.crop_size or base.crop_size, sampling_rate=data.sampling_rate,
+                               channel_order=data.channel_order or base.channel_order,
                                num_clips=config.eval.num_clips, num_crops=config.eval.num_crops)
 
 
@@ -74,7 +86,8 @@ def build_split(config: Config, split: str, spec: InputSpec, *, training: bool, 
             overrides["scale_range"] = tuple(data.scale_range)
         overrides["random_erasing"] = data.random_erasing
     return build_dataset(annotation_path(config, split), data.root, training=training, format=data.format,
-                         recipe=data.recipe, num_frames=spec.num_frames, sampling_rate=spec.sampling_rate,
+                         recipe=data.recipe, sampling=spec.sampling, channel_order=spec.channel_order,
+                         num_frames=spec.num_frames, sampling_rate=spec.sampling_rate,
                          crop_size=spec.crop_size, num_clips=num_clips, num_crops=num_crops, seed=config.seed,
                          frames=data.frames, max_retries=data.max_retries, **overrides)
 
@@ -121,13 +134,16 @@ def _resize_embedding(name: str, value: Tensor, target: Tensor, model: Motionfor
     return None
 
 
-def read_weights(path: str | Path) -> tuple[dict[str, Tensor], bool]:
-    """A state dict from a run's ``.pt``, our ``.safetensors`` or a released ``.pyth``, and whether its network
-    used ``original_temporal_values`` (False when unknown: a run's checkpoint)."""
+def read_weights(path: str | Path) -> tuple[dict[str, Tensor], bool, InputSpec | None]:
+    """A state dict from a run's ``.pt``, our ``.safetensors``, a released ``.pyth`` or a model-zoo name, whether
+    its network used ``original_temporal_values`` (False when unknown: a run's checkpoint), and the input its
+    weights expect (None when a run's checkpoint does not record it)."""
     if is_training_checkpoint(path):
-        return load_checkpoint(path)["model"], False
+        record = load_checkpoint(path)
+        spec = InputSpec.from_json(record["input"], f"{path} (input)") if "input" in record else None
+        return record["model"], False, spec
     model = from_checkpoint(path)
-    return model.state_dict(), model.trajectory.original_temporal_values
+    return model.state_dict(), model.trajectory.original_temporal_values, model.weights_info.input
 
 
 def load_finetune(model: Motionformer, path: str | Path) -> dict[str, list[str]]:
@@ -135,9 +151,10 @@ def load_finetune(model: Motionformer, path: str | Path) -> dict[str, list[str]]
 
     Position and time embeddings of another size are resized; other tensors must match. Returns the names
     {"loaded": [...], "resized": [...], "new": [...]} (new: left as initialised, e.g. a 174-class head on
-    Kinetics-400 weights).
+    Kinetics-400 weights). ``model.source_input`` becomes the input the weights expect (``input_spec`` keeps
+    their channel order).
     """
-    state, original_temporal_values = read_weights(path)
+    state, original_temporal_values, source_input = read_weights(path)
     own = model.state_dict()
     report: dict[str, list[str]] = {"loaded": [], "resized": [], "new": []}
     heads = tuple(name for name in own if name.startswith("head"))
@@ -162,6 +179,8 @@ def load_finetune(model: Motionformer, path: str | Path) -> dict[str, list[str]]
         raise ValueError(f"{path}: no tensors for {', '.join(missing_body[:5])}"
                          f"{' ...' if len(missing_body) > 5 else ''}: not weights of this architecture")
     model.load_state_dict(loaded, strict=False)
+    if source_input is not None:
+        model.source_input = source_input
     if original_temporal_values and not model.trajectory.original_temporal_values:
         log.warning("%s was trained with original_temporal_values=True (the released models' temporal-value quirk); "
                     "to keep its behaviour set model.options.original_temporal_values=true", path)
@@ -171,7 +190,8 @@ def load_finetune(model: Motionformer, path: str | Path) -> dict[str, list[str]]
 
 
 def model_from_weights(path: str | Path) -> tuple[Motionformer, ClassNames, InputSpec]:
-    """A model ready for inference from any checkpoint, its class names, and the input it expects.
+    """A model ready for inference from any checkpoint (a model-zoo name too), its class names, and the input it
+    expects (a run's checkpoint: the input it recorded, else its config's).
 
     The model gets ``weights_info`` (for a run's checkpoint: its architecture and its config's input).
     """
@@ -183,7 +203,8 @@ def model_from_weights(path: str | Path) -> tuple[Motionformer, ClassNames, Inpu
     class_names = record.get("class_names")
     model = build_model_without_init(config, class_names)
     model.load_state_dict(record["model"])
-    spec = input_spec(config, model, class_names)
+    spec = (InputSpec.from_json(record["input"], f"{path} (input)") if "input" in record
+            else input_spec(config, model, class_names))
     model.weights_info = WeightsInfo(source=str(path), architecture=model.architecture, input=spec,
                                      dataset=config.data.name or "custom")
     return model.eval(), class_names, spec

@@ -60,6 +60,7 @@ class DataConfig:
     random_erasing: float = 0.0
     mean: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])
     std: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])
+    channel_order: str | None = None  # rgb or bgr; None: the weights' (fine-tuning from BGR weights keeps BGR)
     frames: bool = False  # frame-image folders instead of video files (SSv2, Epic-Kitchens)
     batch_size: int = 4  # clips per process per forward pass
     workers: int = 4
@@ -276,6 +277,7 @@ def to_yaml(config: Config) -> str:
 _CHOICES = {
     "data.format": ("auto", "kinetics", "ssv2", "epic", "csv", "folder"),
     "data.recipe": (None, "kinetics", "ssv2", "epic"),
+    "data.channel_order": (None, "rgb", "bgr"),
     "train.schedule": ("steps", "cosine"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
 }

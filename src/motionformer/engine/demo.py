@@ -20,8 +20,8 @@ from motionformer.data.datasets.annotations import read_annotations
 from motionformer.data.synthetic import MOTION_CLASSES, generate
 from motionformer.engine.build import annotation_path
 from motionformer.engine.config import Config, load_config
-from motionformer.engine.evaluate import predict
 from motionformer.engine.train import train
+from motionformer.inference import predict
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def run_demo(folder: str | Path = "motionformer-demo", *, epochs: int | None = N
     entry = held_out.entries[0]
     names = held_out.class_names or list(MOTION_CLASSES)
     answer = predict([entry.path], Path(config.output_dir) / "model.safetensors", top_k=3, device=config.train.device)
-    return DemoResult(summary=summary, video=entry.path, true_class=names[entry.label], predictions=answer[0][""],
+    return DemoResult(summary=summary, video=entry.path, true_class=names[entry.label], predictions=answer[0].top[""],
                       chance=100.0 / len(names), seconds=time.monotonic() - started,
                       training_seconds=logged_training_seconds(config.output_dir),
                       output_dir=Path(config.output_dir))

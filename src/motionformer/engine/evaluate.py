@@ -1,8 +1,9 @@
-"""Evaluation: multi-view testing over one or many processes, its files, and prediction on single videos.
+"""Evaluation: multi-view testing over one or many processes, and its files.
 
 Multi-view testing runs every view (``num_clips`` temporal clips x ``num_crops`` spatial crops) of every video,
 averages the softmax scores of each video's views, and reports top-1, top-5 and mean class accuracy (verb, noun and
-action accuracy for Epic-Kitchens). Under torchrun each process tests its share and the scores are gathered, so
+action accuracy for Epic-Kitchens) of the videos; the same accuracies of each view on its own (clip level) carry
+the prefix ``clip_``. Under torchrun each process tests its share and the scores are gathered, so
 every process holds the same metrics; only the main process writes files. Views read from a substitute video (an
 unreadable file) are left out; videos with no view left are counted in ``videos_missing``.
 """
@@ -12,17 +13,16 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from motionformer.data.datasets import VideoClipDataset, VideoEntry
+from motionformer.data.datasets import VideoClipDataset
 from motionformer.data.loader import build_loader, set_epoch
-from motionformer.data.sampling import UniformClipSampler
-from motionformer.data.transforms import test_transform
 from motionformer.engine import RunError, distributed
 from motionformer.engine.build import build_split, input_spec, model_from_weights
 from motionformer.engine.config import Config
@@ -35,24 +35,55 @@ from motionformer.engine.metrics import (
     video_metrics,
     write_predictions,
 )
-from motionformer.engine.precision import autocast, resolve_precision
+from motionformer.engine.precision import resolve_precision
+from motionformer.inference import head_class_names, view_scores
 from motionformer.io import atomic_write
-from motionformer.models.motionformer import split_heads
 from motionformer.models.spec import ClassNames, InputSpec
 
 log = logging.getLogger(__name__)
 
+EPIC_HEADS = ("verb", "noun")
 
-@torch.no_grad()
-def predict_views(model: nn.Module, video: torch.Tensor, autocast_dtype: torch.dtype | None = None
-                  ) -> dict[str, torch.Tensor]:
-    """Softmax scores of a batch of items, each (crops, 3, T, H, W), averaged over its crops: {head: (B, K_head)}."""
-    batch, crops = video.shape[:2]
-    flat = video.flatten(0, 1)  # (B * crops, 3, T, H, W)
-    with autocast(video.device, autocast_dtype):
-        logits = model(flat)
-    heads = split_heads(logits.float(), distributed.unwrap(model).heads)
-    return {name: values.softmax(-1).view(batch, crops, -1).mean(1) for name, values in heads.items()}
+
+class ClipAccuracy:
+    """Top-1 and top-5 accuracy of every view on its own (clip level), beside the video level of averaged views.
+
+    Keeps each item's top-5 classes per crop and head; an item index seen before is ignored (like
+    ``ViewAverager``), so the repeats of a distributed sampler count once.
+    """
+
+    def __init__(self) -> None:
+        self.items: dict[int, dict[str, tuple[torch.Tensor, int]]] = {}
+
+    def add(self, item_index: torch.Tensor, scores: Mapping[str, torch.Tensor],
+            labels: Mapping[str, torch.Tensor]) -> None:
+        """``scores``: {head: (B, crops, K_head)} per view; ``labels``: {head: (B,)}."""
+        top = {head: values.topk(min(5, values.shape[-1]), dim=-1).indices for head, values in scores.items()}
+        for row, item in enumerate(item_index.tolist()):
+            self.items.setdefault(item, {head: (top[head][row], int(labels[head][row])) for head in top})
+
+    def merge(self, items: Mapping[int, Mapping[str, tuple[torch.Tensor, int]]]) -> None:
+        for item, value in items.items():
+            self.items.setdefault(item, dict(value))
+
+    def metrics(self) -> dict[str, float]:
+        """``clip_top1``, ``clip_top5`` (``clip_HEAD_top1`` ... for named heads; ``clip_action_top1`` for verb and
+        noun) in percent over all views."""
+        first: dict[str, list[torch.Tensor]] = {}
+        any_top5: dict[str, list[torch.Tensor]] = {}
+        for value in self.items.values():
+            for head, (top, label) in value.items():  # top: (crops, 5)
+                first.setdefault(head, []).append(top[:, 0] == label)
+                any_top5.setdefault(head, []).append((top == label).any(-1))
+        results: dict[str, float] = {}
+        for head in first:
+            prefix = f"clip_{head}_" if head else "clip_"
+            results[f"{prefix}top1"] = torch.cat(first[head]).float().mean().item() * 100.0
+            results[f"{prefix}top5"] = torch.cat(any_top5[head]).float().mean().item() * 100.0
+        if set(first) == set(EPIC_HEADS):
+            both = torch.cat(first["verb"]) & torch.cat(first["noun"])
+            results["clip_action_top1"] = both.float().mean().item() * 100.0
+        return results
 
 
 @torch.no_grad()
@@ -64,7 +95,7 @@ def evaluate(model: nn.Module, loader: torch.utils.data.DataLoader, context: dis
     model.eval()
     dataset = loader.dataset
     set_epoch(loader, 0)
-    averager = ViewAverager()
+    averager, clips = ViewAverager(), ClipAccuracy()
     heads = distributed.unwrap(model).heads
     total_views = len(loader.sampler) * getattr(loader.dataset.transform, "num_crops", 1)
     bar = tqdm(total=total_views, unit="view", desc=desc, disable=not context.is_main, leave=False,
@@ -72,34 +103,39 @@ def evaluate(model: nn.Module, loader: torch.utils.data.DataLoader, context: dis
     try:
         for batch in loader:
             video = batch["video"].to(context.device, non_blocking=True)
-            scores = {name: value.cpu() for name, value in predict_views(model, video, autocast_dtype).items()}
+            views = {name: value.cpu() for name, value in view_scores(model, video, autocast_dtype).items()}
             labels = head_labels(batch["label"], heads)
             # an item read from a substitute (its own video failed) has another entry than its index says
             keep = (batch["entry_index"] == batch["index"] // dataset.num_views).nonzero().flatten()
             if len(keep):
-                averager.add(batch["entry_index"][keep], {name: value[keep] for name, value in scores.items()},
-                             {name: value[keep] for name, value in labels.items()}, batch["index"][keep])
+                kept_labels = {name: value[keep] for name, value in labels.items()}
+                averager.add(batch["entry_index"][keep], {name: value[keep].mean(1) for name, value in views.items()},
+                             kept_labels, batch["index"][keep])
+                clips.add(batch["index"][keep], {name: value[keep] for name, value in views.items()}, kept_labels)
             bar.update(video.shape[0] * video.shape[1])
     finally:
         bar.close()
         model.train(was_training)
     if context.distributed:
-        states = distributed.all_gather_objects(averager.state())
-        averager = ViewAverager()
-        for state in states:
-            averager.merge(state)
+        averager, clips = _gathered(averager, clips)
     if len(averager) == 0:
         raise RunError(f"{desc}: no video could be read (see the warnings above)")
     _, scores, labels, _ = averager.result()
     metrics = video_metrics(scores, labels)
+    metrics.update(clips.metrics())
     metrics["videos"] = float(len(averager))
     metrics["videos_missing"] = float(len(dataset.entries) - len(averager))
     return metrics, averager
 
 
-def _head_names(class_names: ClassNames, head: str) -> list[str] | None:
-    """The class names of one head: ``class_names`` is a list for the one head ``""``, {head: list} for several."""
-    return class_names.get(head) if isinstance(class_names, Mapping) else class_names
+def _gathered(averager: ViewAverager, clips: ClipAccuracy) -> tuple[ViewAverager, ClipAccuracy]:
+    """Every process's views, merged (in every process)."""
+    states: list[dict[str, Any]] = distributed.all_gather_objects({"views": averager.state(), "clips": clips.items})
+    averager, clips = ViewAverager(), ClipAccuracy()
+    for state in states:
+        averager.merge(state["views"])
+        clips.merge(state["clips"])
+    return averager, clips
 
 
 def _write_outputs(output: Path, dataset: VideoClipDataset, averager: ViewAverager, metrics: dict[str, float],
@@ -112,7 +148,7 @@ def _write_outputs(output: Path, dataset: VideoClipDataset, averager: ViewAverag
         for name, head_scores in scores.items():
             matrix = confusion_matrix(head_scores.argmax(-1), labels[name], head_scores.shape[-1])
             save_confusion_picture(matrix, output / f"confusion{'_' + name if name else ''}.png",
-                                   _head_names(dataset.class_names, name))
+                                   head_class_names(dataset.class_names, name))
     atomic_write(output / "test_metrics.json",
                   lambda temp: Path(temp).write_text(json.dumps(metrics, indent=2) + "\n"))
 
@@ -131,8 +167,8 @@ def run_test(config: Config, *, context: distributed.DistributedContext, model: 
                           workers=config.data.workers, seed=config.seed, distributed=context.distributed or None,
                           persistent_workers=False)
     dtype, _ = resolve_precision(config.train.precision, context.device)
-    log.info("testing on %d videos x %d clips x %d crops", len(dataset.entries), config.eval.num_clips,
-             config.eval.num_crops)
+    log.info("testing on %d videos x %d clips x %d crops (%s sampling, %s)", len(dataset.entries), dataset.num_views,
+             config.eval.num_crops, spec.sampling, spec.channel_order.upper())
     metrics, averager = evaluate(model.to(context.device), loader, context, dtype, desc="test")
     if context.is_main:
         output = Path(config.output_dir)
@@ -145,8 +181,8 @@ def run_test(config: Config, *, context: distributed.DistributedContext, model: 
 def evaluate_checkpoint(config: Config) -> dict[str, float]:
     """``motionformer test CONFIG checkpoint=PATH``: load the weights, then ``run_test``."""
     if not config.checkpoint:
-        raise ValueError("checkpoint is not set: pass checkpoint=PATH (a run's .pt, a .safetensors, or a released "
-                         ".pyth file)")
+        raise ValueError("checkpoint is not set: pass checkpoint=PATH (a run's .pt, a .safetensors, a released "
+                         ".pyth file, or a model-zoo name: see 'motionformer weights')")
     context = distributed.setup(config.train.device)
     try:
         model, class_names, _ = model_from_weights(config.checkpoint)
@@ -154,46 +190,3 @@ def evaluate_checkpoint(config: Config) -> dict[str, float]:
                         spec=input_spec(config, model, class_names))
     finally:
         distributed.cleanup()
-
-
-def predict(videos: Sequence[str | Path], checkpoint: str | Path, *, top_k: int = 5, device: str = "auto",
-            num_clips: int | None = None, num_crops: int | None = None
-            ) -> list[dict[str, list[tuple[str, float]]]]:
-    """The top-``top_k`` classes with their scores for each video: [{head: [(name, score), ...]}] (the head is
-    ``""`` for single-head models). Views: the checkpoint's test views unless ``num_clips`` / ``num_crops``."""
-    for video in videos:
-        if not Path(video).exists():
-            raise FileNotFoundError(f"video not found: {video}")
-    model, class_names, spec = model_from_weights(checkpoint)
-    target = distributed.resolve_device(device)
-    model = model.to(target).eval()
-    sampler = UniformClipSampler(spec.num_frames, spec.sampling_rate, num_clips or spec.num_clips)
-    transform = test_transform(crop_size=spec.crop_size, num_crops=num_crops or spec.num_crops, mean=spec.mean,
-                               std=spec.std)
-    entries = [VideoEntry(path=Path(video), label=0, source="command line") for video in videos]
-    dataset = VideoClipDataset(entries, sampler, transform, training=False, max_retries=0)
-    results: list[dict[str, torch.Tensor]] = []
-    for index in range(len(entries)):
-        try:
-            views = [dataset[index * dataset.num_views + view] for view in range(dataset.num_views)]
-        except RuntimeError as error:
-            raise ValueError(f"{videos[index]}: cannot be read ({error})") from error
-        clip = torch.cat([item["video"] for item in views])[None].to(target)  # (1, views x crops, 3, T, H, W)
-        results.append(predict_views(model, clip))
-    return [top_classes(scores, class_names, top_k)[0] for scores in results]
-
-
-def top_classes(scores: Mapping[str, torch.Tensor], class_names: ClassNames, top_k: int
-                ) -> list[dict[str, list[tuple[str, float]]]]:
-    """The ``top_k`` classes of each row of ``scores`` ({head: (B, K_head)}) with their names:
-    [{head: [(name, score), ...]}] (the head is ``""`` for single-head models)."""
-    answers = []
-    for row in range(len(next(iter(scores.values())))):
-        answer = {}
-        for head, values in scores.items():
-            names = _head_names(class_names, head)
-            top = values[row].topk(min(top_k, values.shape[-1]))
-            answer[head] = [(names[i] if names else str(i), float(score))
-                            for score, i in zip(top.values, top.indices.tolist(), strict=True)]
-        answers.append(answer)
-    return answers

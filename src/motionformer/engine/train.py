@@ -305,7 +305,7 @@ class Trainer:
             "scheduler": self.train_step.scheduler.state_dict(), "scaler": self.train_step.scaler.state_dict(),
             "epoch": self.position.epoch, "batch": self.position.batch, "step": self.position.step,
             "rng": rng, "best": self.best, "best_epoch": self.best_epoch, "config": to_dict(self.config),
-            "class_names": self.class_names,
+            "class_names": self.class_names, "input": self.spec.to_json(),
         }
 
     def _save(self, rng: Any, *, epoch_end: bool = False, best: bool = False) -> None:

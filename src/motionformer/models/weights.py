@@ -2,8 +2,9 @@
 
 The format is two files: ``NAME.safetensors`` (the state dict) and ``NAME.json``: ``format``
 (``motionformer/2``), ``outputs`` (``logits``), ``source``, ``dataset``, ``architecture`` (the model's
-keyword arguments) and ``input`` (an ``InputSpec``). Files of ``motionformer/1`` (the input spec's fields at
-the top level, flat trajectory options in ``architecture``) are read too.
+keyword arguments) and ``input`` (an ``InputSpec``, with the channel order the weights were trained on). Files
+of ``motionformer/1`` (the input spec's fields at the top level, flat trajectory options in ``architecture``) are
+read too.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from motionformer.models.motionformer import Motionformer, load_strict
 from motionformer.models.registry import model_arguments
 from motionformer.models.released import load_released
 from motionformer.models.spec import InputSpec
+from motionformer.models.zoo import resolve
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +104,16 @@ def _load_ours(path: Path) -> Motionformer:
     return model.eval()
 
 
-def from_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> Motionformer:
-    """Build and load a model (eval mode) from a released ``.pyth`` file or this library's
-    ``.safetensors``/``.json``; ``model.weights_info`` says what the weights expect.
+def from_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, download: bool = False) -> Motionformer:
+    """Build and load a model (eval mode) from a released ``.pyth`` file, a model-zoo name (``k400_mformer_b``, its
+    file in the weights folder; see ``motionformer.models.zoo``) or this library's ``.safetensors``/``.json``;
+    ``model.weights_info`` says what the weights expect.
 
-    The model returns logits (the released code returned softmax probabilities in eval mode). ``trust_pickle``:
-    see ``load_released``.
+    The model returns logits (the released code returned softmax probabilities in eval mode). ``download``: fetch
+    an absent zoo file (else FileNotFoundError naming its URL and where to put it). ``trust_pickle``: see
+    ``load_released``.
     """
-    path = Path(path)
+    path = resolve(path, download=download)
     if path.suffix in (".safetensors", ".json"):
         return _load_ours(path)
     model, spec, dataset = load_released(path, trust_pickle=trust_pickle)
