@@ -95,6 +95,8 @@ class TrainConfig:
     keep_last: int = 2  # epoch checkpoints kept besides last.pt and best.pt
     log_every: int = 10  # optimizer steps between metrics.jsonl lines
     max_steps: int | None = None  # stop after this many optimizer steps (for smoke tests)
+    resume: str = "auto"  # auto: continue output_dir's run if its config matches; fresh: set it aside, start over;
+    # override: continue it with this config's values where they differ (not the model's)
 
 
 @dataclasses.dataclass
@@ -280,6 +282,7 @@ _CHOICES = {
     "data.channel_order": (None, "rgb", "bgr"),
     "train.schedule": ("steps", "cosine"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "train.resume": ("auto", "fresh", "override"),
 }
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 

@@ -1,9 +1,10 @@
 """Training: the paper's recipe on one process or many (DDP under torchrun), resumable to the bit.
 
-``train(config)`` builds everything from the config, resumes from ``output_dir/checkpoints/last.pt`` when it
-exists, and runs: AdamW (no weight decay on biases, norms, and position / time / class embeddings), the step or
-cosine schedule with optional warm-up (per optimizer step), label smoothing, optional mixup / cutmix, gradient
-accumulation up to ``train.effective_batch``, gradient clipping, mixed precision on GPUs. Each epoch ends with a
+``train(config)`` holds ``output_dir`` (one run per folder, see ``engine.lock``), builds everything from the
+config, resumes from the folder's last checkpoint when its config allows it (see ``engine.resume``), and runs:
+AdamW (no weight decay on biases, norms, and position / time / class embeddings), the step or cosine schedule with
+optional warm-up (per optimizer step), label smoothing, optional mixup / cutmix, gradient accumulation up to
+``train.effective_batch``, gradient clipping, mixed precision on GPUs. Each epoch ends with a
 validation (``eval.val_clips`` x ``eval.val_crops`` views) and a checkpoint; mid-epoch checkpoints are written every
 ``train.checkpoint_every`` steps or ``train.checkpoint_minutes``. A resumed run replays the same data order,
 augmentations and random draws, so on the CPU its weights end bit-identical to an uninterrupted run's.
@@ -47,8 +48,10 @@ from motionformer.engine.checkpoint import (
 )
 from motionformer.engine.config import Config, to_dict, to_yaml
 from motionformer.engine.evaluate import evaluate, run_test
+from motionformer.engine.lock import FolderLockedError, RunLock
 from motionformer.engine.metrics import format_metrics_table, head_labels
 from motionformer.engine.optim import build_optimizer, build_scheduler
+from motionformer.engine.resume import check_compatible, find_checkpoint, set_aside
 from motionformer.engine.step import TrainStep
 from motionformer.io import atomic_write
 from motionformer.models.motionformer import split_heads
@@ -200,6 +203,7 @@ class Trainer:
         self.checkpoints = self.output / "checkpoints"
         self.finetune = finetune or config.train.finetune
         self.stop = _StopRequest()
+        self.lock = RunLock(self.output)
 
     # ------------------------------------------------------------ set-up
 
@@ -209,15 +213,20 @@ class Trainer:
         self._build_data_and_model()
         self._build_loader()
         self._build_train_step()
+        self._hold_folder()  # nothing is written to the output folder before this
+        if config.train.resume == "fresh" and context.is_main:
+            set_aside(self.output)
+        distributed.barrier()
         self.position = Position()
         self.best: float | None = None
         self.best_epoch: int | None = None
+        self.skipped_videos = 0
         self._resume()
         # each process draws its own drop-path and mixup randomness from here on
         if self.position.step == 0 and self.position.epoch == 0 and self.position.batch == 0:
             torch.manual_seed(config.seed + 1000 * context.rank + 1)
-        self.metrics = MetricsLog(self.output, context.is_main,
-                                  self.position.step if self._resumed else None)
+        # lines after the resumed step, or all lines of a run that never checkpointed, are about to be redone
+        self.metrics = MetricsLog(self.output, context.is_main, self.position.step if self._resumed else -1)
 
     def _build_data_and_model(self) -> None:
         """The class names, the model (on the device, DDP-wrapped under torchrun) and the datasets."""
@@ -272,29 +281,44 @@ class Trainer:
                                     precision=train.precision, accumulation=self.accumulation,
                                     clip_grad=train.clip_grad)
 
+    def _hold_folder(self) -> None:
+        """Take the output folder's lock on the main process; every process learns whether it could."""
+        refusal = None
+        if self.context.is_main:
+            try:
+                self.lock.acquire()
+            except FolderLockedError as error:
+                refusal = str(error)
+        refusal = distributed.broadcast_object(refusal)
+        if refusal is not None:
+            raise FolderLockedError(refusal)
+
     def _resume(self) -> None:
-        last = self.checkpoints / "last.pt"
-        self._resumed = last.exists()
-        if not self._resumed:
+        """Continue the folder's run when there is one and this config may continue it (``engine.resume``)."""
+        found = find_checkpoint(self.checkpoints)
+        self._resumed = found is not None
+        if found is None:
             return
-        record = load_checkpoint(last)
-        saved = record.get("config", {})
-        if saved.get("model") != to_dict(self.config)["model"]:
-            raise ValueError(f"{last} was written with another model config than this run's; use another "
-                             "output_dir, or delete the checkpoint to start over")
+        path, record = found
+        check_compatible(path, record, self.config, class_names=self.class_names,
+                         effective_batch=self.effective_batch, steps_per_epoch=self.steps_per_epoch)
         self.model.load_state_dict(record["model"])
         step = self.train_step
         step.optimizer.load_state_dict(record["optimizer"])
         step.scheduler.load_state_dict(record["scheduler"])
         step.scaler.load_state_dict(record["scaler"])
+        for group in step.optimizer.param_groups:  # this run's rate where train.resume=override changed it
+            group["initial_lr"] = self.config.train.lr
+        step.scheduler.base_lrs = [self.config.train.lr] * len(step.optimizer.param_groups)
         self.position = Position(epoch=record["epoch"], batch=record["batch"], step=record["step"])
         self.best, self.best_epoch = record.get("best"), record.get("best_epoch")
+        self.skipped_videos = record.get("skipped_videos", 0)
         rng = record["rng"]
         restore_rng(rng[self.context.rank] if isinstance(rng, list) and self.context.rank < len(rng) else rng)
         if isinstance(rng, list) and len(rng) != self.context.world_size:
             log.warning("%s was written by %d processes, this run has %d: random draws differ from an "
-                        "uninterrupted run", last, len(rng), self.context.world_size)
-        log.info("resuming from %s: epoch %d, batch %d, step %d", last, self.position.epoch, self.position.batch,
+                        "uninterrupted run", path, len(rng), self.context.world_size)
+        log.info("resuming from %s: epoch %d, batch %d, step %d", path, self.position.epoch, self.position.batch,
                  self.position.step)
 
     # ------------------------------------------------------------ checkpoints
@@ -305,7 +329,8 @@ class Trainer:
             "scheduler": self.train_step.scheduler.state_dict(), "scaler": self.train_step.scaler.state_dict(),
             "epoch": self.position.epoch, "batch": self.position.batch, "step": self.position.step,
             "rng": rng, "best": self.best, "best_epoch": self.best_epoch, "config": to_dict(self.config),
-            "class_names": self.class_names, "input": self.spec.to_json(),
+            "class_names": self.class_names, "input": self.spec.to_json(), "effective_batch": self.effective_batch,
+            "steps_per_epoch": self.steps_per_epoch, "skipped_videos": self.skipped_videos,
         }
 
     def _save(self, rng: Any, *, epoch_end: bool = False, best: bool = False) -> None:
@@ -352,15 +377,16 @@ class Trainer:
         with self.train_step.autocast():
             logits = self.ddp_model(video)
         loss = compute_loss(split_heads(logits, distributed.unwrap(self.ddp_model).heads), targets)
-        status = self._agree(loss)
+        status = self._agree(loss, skipped=len(batch["skipped"]))
         self.train_step.backward(loss, sync=sync)
         return status
 
-    def _agree(self, loss: Tensor) -> tuple[float, bool, bool]:
+    def _agree(self, loss: Tensor, skipped: int) -> tuple[float, bool, bool]:
         """The mean loss over processes and the stop / checkpoint-due flags, in one all-reduce (so every process takes
-        the same decisions); raises ``NonFiniteLossError`` when the loss is not finite."""
+        the same decisions), which also counts the videos that could not be read (``skipped`` on this process);
+        raises ``NonFiniteLossError`` when the loss is not finite."""
         due = self.context.is_main and time.monotonic() - self._last_save >= 60 * self.config.train.checkpoint_minutes
-        flags = torch.tensor([float(self.stop.requested), float(due)], device=self.context.device)
+        flags = torch.tensor([float(self.stop.requested), float(due), float(skipped)], device=self.context.device)
         status = torch.cat([loss.detach().float()[None], flags])
         status = distributed.all_reduce_sum(status)
         if not torch.isfinite(status[0]):
@@ -368,6 +394,7 @@ class Trainer:
                 f"the loss became {float(status[0]):g} at epoch {self.position.epoch}, step {self.position.step}; "
                 f"training stopped and {self.checkpoints / 'last.pt'} (the last good state) was kept. Try a lower "
                 "train.lr, train.clip_grad=1.0, or train.precision=fp32")
+        self._epoch_skipped += int(status[3])
         return float(status[0]) / self.context.world_size, bool(status[1] > 0), bool(status[2] > 0)
 
     def _progress_bar(self, clips_per_batch: int) -> tqdm:
@@ -403,6 +430,7 @@ class Trainer:
         boundary_rng = capture_rng()
         losses: list[float] = []
         started, clips = time.monotonic(), 0
+        self._epoch_skipped = 0
         self.ddp_model.train()
         try:
             for index, batch in self._micro_batches():
@@ -441,6 +469,13 @@ class Trainer:
         return metrics
 
     def run(self) -> dict[str, Any]:
+        """Set up, train, export and test; returns the summary. The output folder is held throughout."""
+        try:
+            return self._run()
+        finally:
+            self.lock.release()
+
+    def _run(self) -> dict[str, Any]:
         started = time.monotonic()
         self._setup()
         config, position = self.config, self.position
@@ -466,7 +501,13 @@ class Trainer:
         config, position = self.config, self.position
         record: dict[str, Any] = {"kind": "epoch", "epoch": position.epoch, "step": position.step,
                                   "seconds": self._epoch_seconds,
-                                  "clips_per_s": self._epoch_clips / max(self._epoch_seconds, 1e-9)}
+                                  "clips_per_s": self._epoch_clips / max(self._epoch_seconds, 1e-9),
+                                  "skipped_videos": self._epoch_skipped}
+        self.skipped_videos += self._epoch_skipped
+        if self._epoch_skipped:
+            log.warning("epoch %d: %d clips came from a substitute because their video could not be read (the log "
+                        "names each video; 'motionformer data check' lists them all)", position.epoch + 1,
+                        self._epoch_skipped)
         is_best = False
         last_epoch = position.epoch + 1 == config.train.epochs
         if self.val_set is not None and ((position.epoch + 1) % config.train.eval_every == 0 or last_epoch):
@@ -485,7 +526,7 @@ class Trainer:
         config, position = self.config, self.position
         summary: dict[str, Any] = {"train_seconds": train_seconds}
         summary.update(epochs=position.epoch, steps=position.step, best_val_top1=self.best,
-                       best_epoch=self.best_epoch)
+                       best_epoch=self.best_epoch, skipped_videos=self.skipped_videos)
         weights = self._export()
         if config.train.test_at_end and self.val_enabled:
             test_metrics = run_test(config, context=self.context, model=self.model, class_names=self.class_names,
