@@ -1,5 +1,6 @@
 """One optimizer step of a training loop, in pieces: autocast, scaled backward with accumulation, clipping, the
-optimizer and the schedule. ``Trainer``, the motion benchmark and the LRA harness all step through it."""
+optimizer and the schedule. ``Trainer`` steps through it, and so does any loop of one's own (the paper's experiment
+harnesses do)."""
 
 from __future__ import annotations
 
