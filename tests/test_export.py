@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from motionformer.cli import main
 from motionformer.export import EXAMPLE_BATCH, export_error, export_model, load_exported
-from motionformer.models import InputSpec, WeightsInfo, create_model
+from motionformer.models import InputSpec, WeightsInfo, create_model, save_model
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -61,3 +62,17 @@ def test_bad_format_or_suffix_names_it(tmp_path):
         export_model(model, tmp_path / "m", format="tflite")
     with pytest.raises(ValueError, match=r"m.pt2: a onnx file ends in .onnx"):
         export_model(model, tmp_path / "m.pt2", format="onnx")
+
+
+@pytest.mark.slow
+def test_export_command_writes_and_checks_the_file(tmp_path, capsys):
+    weights, _ = save_model(_model("mformer_tiny", depth=1), tmp_path / "tiny")
+    assert main(["export", str(weights), str(tmp_path / "tiny"), "--format", "exported-program"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == str(tmp_path / "tiny.pt2")
+    assert float(lines[1].rsplit(" ", 1)[1]) < TOLERANCE
+
+
+def test_export_command_names_a_missing_checkpoint(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "absent.safetensors"), str(tmp_path / "out.onnx")]) == 2
+    assert "absent" in capsys.readouterr().err
