@@ -114,6 +114,10 @@ def build_model(config: Config, class_names: ClassNames) -> Motionformer:
     """The config's model on the CPU, initialised from an image ViT when ``model.init`` says so."""
     model = build_model_without_init(config, class_names)
     if config.model.init:
+        if not Path(config.model.init).exists():
+            log.info("model.init=%s is not a file: taking timm's pretrained weights of that name (timm downloads "
+                     "them once into its cache; model.init=FILE uses a local file, model.init=null none)",
+                     config.model.init)
         report = init_from_image_vit(model, config.model.init)
         log.info("initialised from image ViT %s: %s", config.model.init, report)
     if config.model.grad_checkpointing:

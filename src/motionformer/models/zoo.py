@@ -208,7 +208,7 @@ def download_weights(name: str, *, home: str | os.PathLike | None = None) -> Pat
     try:
         atomic_write(path, lambda temp: digests.append(_fetch(entry.url, temp, entry.file)))
     except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-        reason = getattr(error, "reason", None) or error
+        reason = error if isinstance(error, urllib.error.HTTPError) else getattr(error, "reason", None) or error
         raise ConnectionError(f"cannot download {entry.url} ({reason}); download it by other means and put it at "
                               f"{path}") from error
     checksum = path.with_name(f"{path.name}.sha256")
