@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from motionformer.engine.build import load_finetune
-from motionformer.engine.config import load_config
+from motionformer.engine.build import input_spec, load_finetune
+from motionformer.engine.checkpoint import load_checkpoint
+from motionformer.engine.config import ConfigError, load_config
 from motionformer.engine.train import train
 from motionformer.inference import predict
 from motionformer.layers import TrajectoryOptions
@@ -53,7 +54,7 @@ def test_epic_run_trains_both_heads_and_reports_action_accuracy(tiny_data, tmp_p
     overrides = tiny_overrides(root, output, "data.format=epic", "data.recipe=epic", "data.train=EPIC_100_train.csv",
                                "data.val=EPIC_100_validation.csv", "train.epochs=1", "train.mixup=0.5")
     summary = train(load_config("synthetic-tiny", overrides))
-    assert {"test_verb_top1", "test_noun_top1", "test_action_top1"} <= set(summary)
+    assert {"test_verb_top1", "test_noun_top1", "test_action_top1", "test_clip_action_top1"} <= set(summary)
     records = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
     epoch = next(record for record in records if record["kind"] == "epoch")
     assert 0 <= epoch["val_action_top1"] <= min(epoch["val_verb_top1"], epoch["val_noun_top1"])
@@ -90,3 +91,29 @@ def test_finetune_rejects_another_architecture(tiny_data, tmp_path):
     model = create_model("mformer_tiny", num_classes=10, **config.model.options)
     with pytest.raises(ValueError, match=r"has shape .* the checkpoint holds another architecture"):
         load_finetune(model, path)
+
+
+def test_finetune_from_bgr_weights_keeps_bgr_unless_told(tiny_data, tmp_path, caplog):
+    released = Motionformer(img_size=32, patch_size=8, num_frames=4, embed_dim=32, depth=2, num_heads=2,
+                            num_classes=5, trajectory=TrajectoryOptions(original_temporal_values=True))
+    path = tmp_path / "ssv2_tiny.pyth"  # the released SSv2 models learnt BGR frames
+    _write_released(path, released, _released_cfg(dataset="Ssv2", classes=5, crop=32, embed_dim=32, PATCH_SIZE=8))
+    for extra, expected in (((), "bgr"), (("data.channel_order=rgb",), "rgb")):
+        config = load_config("synthetic-tiny", tiny_overrides(tiny_data, tmp_path / "probe", *extra))
+        model = create_model("mformer_tiny", num_classes=10, **config.model.options)
+        load_finetune(model, path)
+        with caplog.at_level(logging.INFO):
+            assert input_spec(config, model).channel_order == expected
+    assert "keeping BGR" in caplog.text and "using RGB as data.channel_order says" in caplog.text
+    output = tmp_path / "run"
+    train(load_config("synthetic-tiny", tiny_overrides(tiny_data, output, "train.epochs=1", "train.test_at_end=false")),
+          finetune=str(path))
+    assert json.loads((output / "model.json").read_text())["input"]["channel_order"] == "bgr"
+    last = output / "checkpoints" / "last.pt"
+    assert load_checkpoint(last)["input"]["channel_order"] == "bgr"
+    again = create_model("mformer_tiny", num_classes=10, **config.model.options)
+    load_finetune(again, last)  # a run's checkpoint passes the order on
+    assert input_spec(load_config("synthetic-tiny", tiny_overrides(tiny_data, tmp_path / "probe")),
+                      again).channel_order == "bgr"
+    with pytest.raises(ConfigError, match=r"data\.channel_order='grb' is not one of rgb, bgr"):
+        load_config("synthetic-tiny", ["data.channel_order=grb"])
