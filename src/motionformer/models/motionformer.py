@@ -11,7 +11,10 @@ Unlike the released code, ``forward`` always returns logits, never softmax proba
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -219,6 +222,19 @@ class Motionformer(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations in the backward pass instead of storing them."""
         self.grad_checkpointing = enable
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (the Hugging Face Hub layout) to ``directory``."""
+        from motionformer.models.hub import save_pretrained
+
+        return save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **download: Any) -> Motionformer:
+        """A model from a ``save_pretrained`` folder or a Hub repository id (``models.hub.from_pretrained``)."""
+        from motionformer.models.hub import from_pretrained
+
+        return from_pretrained(name_or_path, **download)
 
     # ------------------------------------------------------------------ forward
 

@@ -70,12 +70,21 @@ def save_model(model: Motionformer, output: str | os.PathLike, info: WeightsInfo
 
     ``info`` defaults to ``model.weights_info``, else the model's own frames and crop with default settings.
     """
-    from safetensors.torch import save_file
-
     base = Path(output)
     if base.suffix in (".safetensors", ".json"):
         base = base.with_suffix("")
     weights, meta = base.with_suffix(".safetensors"), base.with_suffix(".json")
+    write_weight_files(model, weights, meta, info)
+    return weights, meta
+
+
+def write_weight_files(model: Motionformer, weights: Path, meta: Path, info: WeightsInfo | None = None) -> None:
+    """Write the state dict to ``weights`` (safetensors) and the ``WeightsInfo`` record to ``meta`` (JSON).
+
+    ``info`` defaults to ``model.weights_info``, else the model's own frames and crop with default settings.
+    """
+    from safetensors.torch import save_file
+
     info = info or getattr(model, "weights_info", None) or WeightsInfo(
         source="motionformer", architecture=model.architecture,
         input=InputSpec(num_frames=model.num_frames, crop_size=model.img_size))
@@ -83,13 +92,13 @@ def save_model(model: Motionformer, output: str | os.PathLike, info: WeightsInfo
     record = {**info.to_json(), "architecture": json.loads(json.dumps(model.architecture))}
     atomic_write(weights, lambda temp: save_file(state, temp))
     atomic_write(meta, lambda temp: Path(temp).write_text(json.dumps(record, indent=2) + "\n"))
-    return weights, meta
 
 
-def _load_ours(path: Path) -> Motionformer:
+def read_weight_files(weights: Path, meta: Path) -> Motionformer:
+    """The model (eval mode, with ``weights_info``) of a ``weights`` / ``meta`` pair that ``write_weight_files``
+    wrote; ValueError naming the file for a missing, unexpected or mis-shaped tensor."""
     from safetensors.torch import load_file
 
-    weights, meta = path.with_suffix(".safetensors"), path.with_suffix(".json")
     with reading(meta, "the metadata (.json) of motionformer weights"):
         record = json.loads(meta.read_text())
     info = WeightsInfo.from_json(record, str(meta))
@@ -115,7 +124,7 @@ def from_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, down
     """
     path = resolve(path, download=download)
     if path.suffix in (".safetensors", ".json"):
-        return _load_ours(path)
+        return read_weight_files(path.with_suffix(".safetensors"), path.with_suffix(".json"))
     model, spec, dataset = load_released(path, trust_pickle=trust_pickle)
     model.weights_info = WeightsInfo(source=str(path), architecture=model.architecture, input=spec, dataset=dataset)
     return model
