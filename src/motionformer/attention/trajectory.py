@@ -342,8 +342,9 @@ def trajectory_attention(
         raise ValueError(f"trajectory attention needs as many queries as keys, got {q.shape[-2]} "
                          f"and {k.shape[-2]}")
     split_frames(q.shape[-2], num_frames)
-    cls_out = F.scaled_dot_product_attention(q[:, :, :1], k, v)  # (B, H, 1, D)
-    trajectories = frame_attention(q[:, :, 1:], k[:, :, 1:], v[:, :, 1:], num_frames)  # (B, H, T, TS, D)
+    q_cls, q_patches = q.split([1, q.shape[-2] - 1], dim=2)  # one split: its backward is a single cat
+    cls_out = F.scaled_dot_product_attention(q_cls, k, v)  # (B, H, 1, D)
+    trajectories = frame_attention(q_patches, k[:, :, 1:], v[:, :, 1:], num_frames)  # (B, H, T, TS, D)
     if TemporalPooling(temporal_pooling) is TemporalPooling.AVERAGE:
         pooled = trajectories.mean(2).transpose(1, 2)  # (B, H, T, N, D) -> (B, N, H, D)
     else:
