@@ -108,6 +108,7 @@ class EvalConfig:
     val_clips: int = 1  # views of the per-epoch validation
     val_crops: int = 1
     batch_size: int | None = None  # None: data.batch_size
+    precision: str = "auto"  # auto (bf16 where the CPU or GPU multiplies bf16 natively, else fp32), fp32, bf16
     predictions: bool = True  # write predictions.csv
     confusion: bool = True  # draw confusion.png
 
@@ -282,6 +283,7 @@ _CHOICES = {
     "data.channel_order": (None, "rgb", "bgr"),
     "train.schedule": ("steps", "cosine"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "eval.precision": ("auto", "fp32", "bf16"),
     "train.resume": ("auto", "fresh", "override"),
 }
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -348,7 +350,7 @@ RANGES: dict[str, Bound] = {
     "train.effective_batch": AT_LEAST_1,
     "train.clip_grad": Bound(0, open_low=True, meaning="the largest gradient norm; null for no clipping"),
     "train.mixup": NON_NEGATIVE, "train.cutmix": NON_NEGATIVE, "train.eval_every": NON_NEGATIVE,
-    "train.checkpoint_every": NON_NEGATIVE, "train.checkpoint_minutes": POSITIVE, "train.keep_last": NON_NEGATIVE,
+    "train.checkpoint_every": NON_NEGATIVE, "train.checkpoint_minutes": NON_NEGATIVE, "train.keep_last": NON_NEGATIVE,
     "train.log_every": AT_LEAST_1, "train.max_steps": AT_LEAST_1,
     "eval.num_clips": AT_LEAST_1, "eval.num_crops": Bound(1, 3, meaning="1 (centre) or 3 crops"),
     "eval.val_clips": AT_LEAST_1, "eval.val_crops": Bound(1, 3, meaning="1 (centre) or 3 crops"),
