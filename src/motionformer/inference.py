@@ -20,7 +20,7 @@ from motionformer.data.decoding import open_video
 from motionformer.data.transforms import test_transform
 from motionformer.engine import distributed
 from motionformer.engine.build import model_from_weights
-from motionformer.engine.precision import autocast
+from motionformer.engine.precision import autocast, inference_dtype
 from motionformer.models.motionformer import split_heads
 from motionformer.models.spec import ClassNames, InputSpec
 
@@ -113,9 +113,10 @@ class VideoPrediction:
 
 def predict(videos: Sequence[str | os.PathLike], checkpoint: str | os.PathLike, *, top_k: int = 5,
             device: str = "auto", num_clips: int | None = None, num_crops: int | None = None,
-            batch_size: int = 8) -> list[VideoPrediction]:
+            batch_size: int = 8, precision: str = "auto") -> list[VideoPrediction]:
     """Class probabilities of video files or frame folders by a checkpoint (a path or a model-zoo name), each
     averaged over the views the checkpoint's input spec names (``num_clips`` / ``num_crops`` replace them).
+    ``precision``: ``auto``, ``fp32`` or ``bf16`` (``engine.precision.inference_dtype``).
 
     Raises FileNotFoundError for a missing video and ValueError naming a video that cannot be decoded.
     """
@@ -123,11 +124,12 @@ def predict(videos: Sequence[str | os.PathLike], checkpoint: str | os.PathLike, 
         if not Path(video).exists():
             raise FileNotFoundError(f"video not found: {video}")
     model, class_names, spec = model_from_weights(checkpoint)
-    model = model.to(distributed.resolve_device(device)).eval()
+    target = distributed.resolve_device(device)
+    model, dtype = model.to(target).eval(), inference_dtype(precision, target)
     answers = []
     for video in videos:
         scores = video_scores(model, video_views(video, spec, num_clips=num_clips, num_crops=num_crops),
-                              batch_size=batch_size)
+                              batch_size=batch_size, autocast_dtype=dtype)
         top = top_classes({head: values[None] for head, values in scores.items()}, class_names, top_k)[0]
         answers.append(VideoPrediction(video=str(video), scores={head: values.tolist() for head, values in
                                                                  scores.items()}, top=top))

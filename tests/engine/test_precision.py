@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from motionformer.engine import precision
 from motionformer.engine.precision import autocast, cpu_flags, inference_dtype
-from motionformer.models import create_model
+from motionformer.inference import predict
+from motionformer.models import InputSpec, WeightsInfo, create_model, save_model
 
 CPU = torch.device("cpu")
 CPUINFO = "processor\t: 0\nflags\t\t: fpu sse2 avx2 {extra}\nbogomips\t: 4000\n\nprocessor\t: 1\nflags\t\t: fpu\n"
@@ -54,3 +57,18 @@ def test_bf16_inference_is_close_to_fp32():
     assert half.dtype is torch.bfloat16
     assert not torch.equal(half.float(), full)
     assert ((half.float() - full).norm() / full.norm()).item() < 0.05
+
+
+def test_predict_runs_at_the_precision_asked(tmp_path):
+    frames = tmp_path / "video"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for number in range(1, 17):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(frames / f"{number:06d}.png")
+    torch.manual_seed(0)
+    model = create_model("mformer_tiny", img_size=32, num_frames=4, depth=2, num_classes=10)
+    info = WeightsInfo(source="test", architecture=model.architecture, input=InputSpec(num_frames=4, crop_size=32))
+    weights, _ = save_model(model, tmp_path / "m", info)
+    full, half = (predict([frames], weights, device="cpu", precision=name)[0].scores[""] for name in ("fp32", "bf16"))
+    assert full != half
+    torch.testing.assert_close(torch.tensor(half), torch.tensor(full), rtol=0, atol=0.02)

@@ -33,7 +33,7 @@ CHECKPOINT_HELP = ("weights: a run's .pt, a .safetensors, a released .pyth, or a
 def _predict(args: argparse.Namespace) -> int:
     from motionformer.inference import predict
 
-    answers = predict(args.videos, args.checkpoint, top_k=args.top_k, device=args.device)
+    answers = predict(args.videos, args.checkpoint, top_k=args.top_k, device=args.device, precision=args.precision)
     for answer in answers:
         if args.json:
             print(json.dumps(answer.to_json()), flush=True)
@@ -113,6 +113,9 @@ def _add_predict_visualize(commands: argparse._SubParsersAction) -> None:
                               'every class]}, "top": {HEAD: [[name, p], ...]}} (HEAD "" for one head, verb and '
                               'noun for Epic-Kitchens)')
     add_device_argument(predict)
+    predict.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                         help="auto (default: bf16 where the CPU has AVX512-BF16 or AMX, or the GPU bf16; else fp32), "
+                              "fp32 or bf16")
     predict.set_defaults(run=_predict)
 
     visualize = commands.add_parser(

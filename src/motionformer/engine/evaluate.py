@@ -35,7 +35,7 @@ from motionformer.engine.metrics import (
     video_metrics,
     write_predictions,
 )
-from motionformer.engine.precision import resolve_precision
+from motionformer.engine.precision import inference_dtype
 from motionformer.inference import head_class_names, view_scores
 from motionformer.io import atomic_write
 from motionformer.models.spec import ClassNames, InputSpec
@@ -166,7 +166,7 @@ def run_test(config: Config, *, context: distributed.DistributedContext, model: 
     loader = build_loader(dataset, config.eval.batch_size or config.data.batch_size, training=False,
                           workers=config.data.workers, seed=config.seed, distributed=context.distributed or None,
                           persistent_workers=False)
-    dtype, _ = resolve_precision(config.train.precision, context.device)
+    dtype = inference_dtype(config.eval.precision, context.device)
     log.info("testing on %d videos x %d clips x %d crops (%s sampling, %s)", len(dataset.entries), dataset.num_views,
              config.eval.num_crops, spec.sampling, spec.channel_order.upper())
     metrics, averager = evaluate(model.to(context.device), loader, context, dtype, desc="test")
