@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import hashlib
 import http.server
+import json
 import threading
 import types
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from motionformer.cli import main
+from motionformer.data.synthetic import generate
 from motionformer.engine.build import input_spec, load_finetune
 from motionformer.engine.config import load_config
 from motionformer.models import Motionformer, TrajectoryOptions, WeightsInfo, create_model, from_checkpoint, zoo
@@ -154,3 +156,19 @@ def test_weights_command_marks_the_files_present(home, released_file, capsys):
     assert len(rows) == 16 and rows["k400_mformer_b"].endswith("yes") and rows["k600_mformer_b"].endswith("-")
     assert "16 segments, 224px, 1x3 views, BGR" in rows["ssv2_mformer_b"] and "66.5 / 90.1" in rows["ssv2_mformer_b"]
     assert "action 43.1, noun 56.5" in rows["epic_mformer_b"]
+
+
+def test_predict_and_test_take_a_zoo_name(home, tmp_path, capsys):
+    model = Motionformer(**TINY, num_classes=10, trajectory=TrajectoryOptions(original_temporal_values=True))
+    home.mkdir()
+    _write_released(home / "k400_motionformer_224_16x4.pyth", model, _released_cfg(classes=10))
+    generate(tmp_path / "data", num_videos=10, size=32, frames=8, workers=1)
+    video = next((tmp_path / "data" / "videos").rglob("*.mp4"))
+    assert main(["predict", str(video), "--checkpoint", "k400_mformer_b", "--json", "--device", "cpu"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["video"] == str(video) and len(answer["scores"][""]) == 10
+    output = tmp_path / "test"
+    assert main(["test", "k400_mformer_b", "checkpoint=k400_mformer_b", f"data.root={tmp_path / 'data'}",
+                 "data.format=csv", "data.val=train.csv", f"output_dir={output}", "data.workers=0", "eval.num_clips=2",
+                 "eval.confusion=false", "train.device=cpu"]) == 0
+    assert json.loads((output / "test_metrics.json").read_text())["videos"] == 10
