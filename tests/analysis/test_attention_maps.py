@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import io
 import re
@@ -29,9 +30,10 @@ from motionformer.data.datasets import VideoClipDataset, VideoEntry
 from motionformer.data.sampling import UniformClipSampler
 from motionformer.data.synthetic import generate
 from motionformer.data.transforms import test_transform
+from motionformer.engine.build import model_from_weights
 from motionformer.inference import predict
 from motionformer.models.registry import create_model
-from motionformer.models.weights import save_model
+from motionformer.models.weights import WeightsInfo, save_model
 
 # 2 blocks of 2 heads on 32-pixel, 4-frame clips: 8-pixel patches, tubelets of 2 frames -> a 2 x 4 x 4 token grid
 TINY = {"num_classes": 10, "img_size": 32, "patch_size": 8, "num_frames": 4, "embed_dim": 32, "depth": 2,
@@ -78,6 +80,27 @@ def test_frames_are_the_models_centred_test_view(files, checkpoint, crop):
     assert drawn.frames.shape == (4, crop, crop, 3) and drawn.frames.dtype == torch.uint8
     shown = drawn.frames.permute(3, 0, 1, 2).float() / 255 * 2 - 1  # the same normalisation
     torch.testing.assert_close(shown, model_input, atol=1 / 255 + 1e-6, rtol=0)  # drawn: rounded to uint8
+
+
+def test_bgr_weights_see_swapped_channels_and_the_frames_are_drawn_in_rgb(tmp_path):
+    generate(tmp_path / "data", num_videos=10, size=32, frames=8, workers=1)  # coloured objects
+    video = next(iter(sorted((tmp_path / "data" / "videos").rglob("*.mp4"))))
+    torch.manual_seed(0)
+    model = create_model("mformer_tiny", **TINY)
+    rgb, _ = save_model(model, tmp_path / "rgb")
+    spec = dataclasses.replace(model_from_weights(rgb)[2], channel_order="bgr")
+    info = WeightsInfo(source="test", architecture=model.architecture, input=spec)
+    bgr, _ = save_model(model, tmp_path / "bgr", info)
+    as_rgb = attention_maps(video, rgb, (9, 17), frame=3, device="cpu")
+    as_bgr = attention_maps(video, bgr, (9, 17), frame=3, device="cpu")
+    assert torch.equal(as_bgr.frames, as_rgb.frames)
+    dataset = VideoClipDataset([VideoEntry(path=video, label=0)], UniformClipSampler(4, 4, 1),
+                               test_transform(crop_size=32, num_crops=1), training=False)
+    swapped = dataset[0]["video"].flip(1)  # (1, 3, T, H, W) with the channels reversed
+    with torch.no_grad():
+        expected = model.eval().trajectory_attention_maps(swapped, as_bgr.token, layers=[1])[1][0]
+    torch.testing.assert_close(as_bgr.maps, expected)
+    assert not torch.allclose(as_bgr.maps, as_rgb.maps)
 
 
 def test_one_head_and_the_default_middle_frame(files):
