@@ -40,36 +40,33 @@ def _landmark_kernels(q: Tensor, k_landmarks_from: Tensor, num_landmarks: int, i
                       ) -> tuple[Tensor, Tensor, Tensor]:
     """Scaled query landmarks P_q / sqrt(D) (..., R, D), S(Q P_k^T) (..., N, R) and the inverse (..., R, R).
 
-    Queries are scaled before the matmuls, so half-precision logits cannot overflow. The inverse is
-    computed in float32 at least, with autocast off (autocast would run its matmuls in half precision).
+    Queries are scaled before the matmuls, so the logits stay as small as the softmax sees them.
     """
     q = q * head_scale(q.shape[-1])
     q_landmarks = segment_means(q, num_landmarks)
     k_landmarks = segment_means(k_landmarks_from, num_landmarks)
     omega1 = torch.softmax(q @ k_landmarks.transpose(-2, -1), dim=-1)
-    with full_precision(q.device):
-        kernel = torch.softmax(at_least_float32(q_landmarks) @ at_least_float32(k_landmarks).transpose(-2, -1), -1)
-        omega2_inv = iterative_pinv(kernel, iterations)
-    return q_landmarks, omega1, omega2_inv
-
-
-def _summary(omega2_inv: Tensor, omega3: Tensor, v: Tensor) -> Tensor:
-    """The pseudo-inverse times S(P_q K^T) V, in the inverse's precision with autocast off: (..., R, D)."""
-    with full_precision(v.device):
-        return omega2_inv @ (omega3.to(omega2_inv.dtype) @ v.to(omega2_inv.dtype))
+    kernel = torch.softmax(q_landmarks @ k_landmarks.transpose(-2, -1), dim=-1)
+    return q_landmarks, omega1, iterative_pinv(kernel, iterations)
 
 
 def nystrom_attention(q: Tensor, k: Tensor, v: Tensor, num_landmarks: int = 128, *, iterations: int = 6
                       ) -> Tensor:
-    """Nystrom attention: (..., N, D) x3 -> (..., N, D); exact when ``num_landmarks`` >= the key count."""
+    """Nystrom attention: (..., N, D) x3 -> (..., N, D); exact when ``num_landmarks`` >= the key count.
+
+    Computed in float32 at least, with autocast off: the pseudo-inverse amplifies half-precision rounding
+    of the kernels (and its products can exceed float16's range).
+    """
     check_qkv(q, k, v)
     if num_landmarks < 1:
         raise ValueError(f"num_landmarks must be >= 1, got {num_landmarks}")
     if num_landmarks >= k.shape[-2] or num_landmarks > q.shape[-2]:
         return F.scaled_dot_product_attention(q, k, v)
-    q_landmarks, omega1, omega2_inv = _landmark_kernels(q, k, num_landmarks, iterations)
-    omega3 = torch.softmax(q_landmarks @ k.transpose(-2, -1), dim=-1)  # (..., R, N)
-    return omega1 @ _summary(omega2_inv, omega3, v).to(omega1.dtype)
+    with full_precision(q.device):
+        q32, k32, v32 = (at_least_float32(x) for x in (q, k, v))
+        q_landmarks, omega1, omega2_inv = _landmark_kernels(q32, k32, num_landmarks, iterations)
+        omega3 = torch.softmax(q_landmarks @ k32.transpose(-2, -1), dim=-1)  # (..., R, N)
+        return (omega1 @ (omega2_inv @ (omega3 @ v32))).to(v.dtype)
 
 
 def nystrom_frame_attention(q: Tensor, k: Tensor, v: Tensor, num_frames: int, *, num_landmarks: int = 128,
@@ -78,20 +75,29 @@ def nystrom_frame_attention(q: Tensor, k: Tensor, v: Tensor, num_frames: int, *,
 
     Landmarks are segment means over the whole clip (shared by all frames); the key-side kernel
     S(P_q K_t'^T) is normalised over the S keys of each frame t', as eq. 4 asks. Exact when R >= S.
+    Computed in float32 at least, with autocast off, as ``nystrom_attention``.
     """
     if num_landmarks < 1:
         raise ValueError(f"num_landmarks must be >= 1, got {num_landmarks}")
+    n = q.shape[-2]
+    if num_landmarks >= n // num_frames:
+        return exact_frame_attention(q, k, v, num_frames)
+    with full_precision(q.device):
+        return _nystrom_frames(*(at_least_float32(x) for x in (q, k, v)), num_frames, num_landmarks,
+                               iterations).to(v.dtype)
+
+
+def _nystrom_frames(q: Tensor, k: Tensor, v: Tensor, num_frames: int, num_landmarks: int, iterations: int
+                    ) -> Tensor:
+    """``nystrom_frame_attention`` for R < S, in the inputs' precision."""
     b, h, n, d = q.shape
     s = n // num_frames
-    if num_landmarks >= s:
-        return exact_frame_attention(q, k, v, num_frames)
     q_landmarks, omega1, omega2_inv = _landmark_kernels(q, k, num_landmarks, iterations)
     k_frames = k.unflatten(2, (num_frames, s))  # (B, H, T, S, D)
     v_frames = v.unflatten(2, (num_frames, s))
     # (B, H, 1, R, D) x (B, H, T, D, S) -> (B, H, T, R, S), softmax within each frame
     omega3 = torch.softmax(q_landmarks.unsqueeze(2) @ k_frames.transpose(-2, -1), dim=-1)
-    summary = _summary(omega2_inv.unsqueeze(2), omega3, v_frames)  # (B, H, T, R, D)
+    summary = omega2_inv.unsqueeze(2) @ (omega3 @ v_frames)  # (B, H, T, R, D)
     # (B, H, N, R) x (B, H, R, T*D) -> (B, H, N, T, D) -> (B, H, T, N, D) as a view
-    r = num_landmarks
-    mixed = omega1 @ summary.permute(0, 1, 3, 2, 4).reshape(b, h, r, num_frames * d).to(omega1.dtype)
+    mixed = omega1 @ summary.permute(0, 1, 3, 2, 4).reshape(b, h, num_landmarks, num_frames * d)
     return mixed.view(b, h, n, num_frames, d).transpose(2, 3)
