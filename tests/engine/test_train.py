@@ -172,3 +172,41 @@ def test_out_of_memory_names_the_options_that_help(tiny_data, tmp_path, monkeypa
 def test_tensorboard_scalars_when_installed(trained_run: Path):
     pytest.importorskip("tensorboard")
     assert list((trained_run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def _test_data_copy(tiny_data: Path, root: Path, classes: list[str]) -> Path:
+    """A data root whose videos are the tiny data's and whose classes.txt lists ``classes``; csv labels follow."""
+    names = (tiny_data / "classes.txt").read_text().splitlines()
+    root.mkdir()
+    (root / "videos").symlink_to(tiny_data / "videos")
+    for split in ("train", "val"):
+        lines = []
+        for line in (tiny_data / f"{split}.csv").read_text().splitlines():
+            path, label = line.rsplit(" ", 1)
+            lines.append(f"{path} {classes.index(names[int(label)]) if names[int(label)] in classes else 0}")
+        (root / f"{split}.csv").write_text("\n".join(lines) + "\n")
+    (root / "classes.txt").write_text("\n".join(classes) + "\n")
+    return root
+
+
+def test_test_data_in_another_class_order_is_scored_in_the_checkpoints(trained_run, tiny_data, tmp_path):
+    names = (tiny_data / "classes.txt").read_text().splitlines()
+    weights = f"checkpoint={trained_run / 'model.safetensors'}"
+    reordered = _test_data_copy(tiny_data, tmp_path / "reordered", names[::-1])
+    metrics = evaluate_checkpoint(load_config("synthetic-tiny", tiny_overrides(reordered, tmp_path / "a", weights)))
+    assert metrics == pytest.approx(json.loads((trained_run / "test_metrics.json").read_text()))
+    other = _test_data_copy(tiny_data, tmp_path / "other", [*names[:-1], "jumping"])
+    with pytest.raises(ValueError, match=r"classes are not the checkpoint's: 1 unknown to it \['jumping'\]"):
+        evaluate_checkpoint(load_config("synthetic-tiny", tiny_overrides(other, tmp_path / "b", weights)))
+
+
+def test_a_test_set_of_unreadable_videos_still_writes_its_metrics(trained_run, tiny_data, tmp_path):
+    root = tmp_path / "broken"
+    root.mkdir()
+    (root / "classes.txt").write_bytes((tiny_data / "classes.txt").read_bytes())
+    (root / "val.csv").write_text("".join(f"gone{k}.mp4 {k}\n" for k in range(3)))
+    config = load_config("synthetic-tiny", tiny_overrides(root, tmp_path / "out",
+                                                          f"checkpoint={trained_run / 'model.safetensors'}"))
+    with pytest.raises(ValueError, match="no test video could be read \\(3 failed"):
+        evaluate_checkpoint(config)
+    assert json.loads((tmp_path / "out" / "test_metrics.json").read_text()) == {"videos": 0.0, "videos_missing": 3.0}

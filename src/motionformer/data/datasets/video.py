@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -105,7 +106,9 @@ class VideoClipDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         """Item ``key``, or item ``index`` as in epoch ``epoch`` for ``key = (epoch, index)``.
 
-        Raises RuntimeError when the entry and ``max_retries`` substitutes all fail, naming each attempt.
+        Raises RuntimeError when the entry and ``max_retries`` substitutes all fail, naming each attempt. A test item
+        whose video fails is not substituted: it comes back blank with ``"entry_index": -1`` (evaluation leaves it
+        out and counts its video as missing).
         """
         epoch, index = (int(k) for k in key) if isinstance(key, tuple) else (self.epoch, int(key))
         if not 0 <= index < len(self):
@@ -120,6 +123,8 @@ class VideoClipDataset(Dataset):
                 reason = _reason(error)
                 self._record(str(entry.path), reason, entry.source)
                 skipped.append((str(entry.path), reason))
+                if not self.training:
+                    return self._missing(index, view, entry.label, skipped)
                 if len(self.entries) == 1:
                     break
                 entry_index = self._substitute(entry_index, (self.seed, epoch, index, attempt))
@@ -133,6 +138,13 @@ class VideoClipDataset(Dataset):
         attempts = "; ".join(f"{path}: {reason}" for path, reason in skipped)
         raise RuntimeError(f"no readable video for item {index} (epoch {epoch}) after {len(skipped)} attempts "
                            f"(max_retries={self.max_retries}): {attempts}")
+
+    def _missing(self, index: int, view: int, label: int | dict[str, int], skipped: list[tuple[str, str]]
+                 ) -> dict[str, Any]:
+        """A blank test item standing for a video that could not be read (shaped like the others, for batching)."""
+        blank = torch.zeros((self.sampler.num_frames, 2, 2, 3), dtype=torch.uint8)
+        return {"video": self.transform(blank), "label": dict(label) if isinstance(label, Mapping) else label,
+                "index": index, "skipped": skipped, "entry_index": -1, "view": view}
 
     def _read(self, entry: VideoEntry, view: int, keys: tuple[int, ...]) -> Tensor:
         """The clip's frames, uint8 (T, H, W, 3); raises whatever decoding raises."""
