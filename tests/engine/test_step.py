@@ -24,10 +24,12 @@ def _sgd_step(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]
     step = TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.5), device=CPU, accumulation=len(batches),
                      **options)
     for index, (x, y) in enumerate(batches):
-        with step.autocast():
-            loss = F.cross_entropy(model(x), y)
-        step.backward(loss, sync=index == len(batches) - 1)
-    return step.step()
+        with step.micro_batch(sync=index == len(batches) - 1):
+            with step.autocast():
+                loss = F.cross_entropy(model(x), y)
+            step.backward(loss)
+    norm = step.step()
+    return float("nan") if norm is None else float(norm)
 
 
 def test_two_accumulated_halves_make_the_step_of_the_whole_batch():

@@ -6,14 +6,16 @@ colour change and erased box. Randomness comes from torch's global generator; fo
 ``seeded(transform, seed)(frames)``, which runs the call under ``torch.random.fork_rng`` with
 ``torch.manual_seed(seed)`` and leaves the global generator as it was.
 
-``train_transform`` gives (3, T, crop, crop); ``test_transform`` gives (num_crops, 3, T, crop, crop), the
-released models' test views: in float32, normalise ``(x / 255 - mean) / std``, resize the short side to the crop
-size (bilinear, ``align_corners=False``, no antialiasing; the long side ``floor(long / short * crop)``), then crop
-at ``ceil((side - crop) / 2)`` (3 crops: start, centre and end of the longer side). Both take
-``channel_order``: ``"bgr"`` flips the decoded RGB frames' channels first, for weights trained on frames read
-with OpenCV (the released SSv2 and Epic-Kitchens models); ``mean`` and ``std`` are in the weights' order.
-Training resizes without antialiasing too. ``RECIPES`` holds the paper's per-dataset defaults and
-``recipe_transforms`` builds a transform from one.
+``train_transform`` gives (3, T, crop, crop), float32, or uint8 with ``normalize=False`` (a quarter of the bytes to
+the device; ``normalize_clips`` finishes the batch there, with the same numbers); ``test_transform`` gives
+(num_crops, 3, T, crop, crop), the released models' test views: in float32, normalise ``(x / 255 - mean) / std``,
+resize the short side to the crop size (bilinear, ``align_corners=False``, no antialiasing; the long side
+``floor(long / short * crop)``), then crop at ``ceil((side - crop) / 2)`` (3 crops: start, centre and end of the
+longer side). Both take ``channel_order``: ``"bgr"`` flips the decoded RGB frames' channels first, for weights
+trained on frames read with OpenCV (the released SSv2 and Epic-Kitchens models); ``mean`` and ``std`` are in the
+weights' order. Training resizes without antialiasing too. ``RECIPES`` holds the paper's per-dataset defaults and
+``recipe_transforms`` builds a transform from one. Test views stay float32 in the workers: the released protocol
+resizes the normalised frames in float, and its numbers are kept exactly.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "TrainTransform",
     "frames_to_video",
     "normalize",
+    "normalize_clips",
     "recipe_transforms",
     "seeded",
     "short_side_resize",
@@ -80,6 +83,17 @@ def normalize(video: Tensor, mean: Sequence[float], std: Sequence[float]) -> Ten
     shape = (3, 1, 1)
     mean_t, std_t = torch.tensor(mean).view(shape), torch.tensor(std).view(shape)
     return (video.as_subclass(Tensor).float() / 255 - mean_t) / std_t
+
+
+def normalize_clips(video: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """uint8 clips (..., 3, T, H, W) -> float32 ``(x / 255 - mean) / std`` per channel, on their device.
+
+    The same operations as ``train_transform``'s last steps in the workers, so the result is bit-identical.
+    """
+    shape = (3, 1, 1, 1)
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=video.device).view(shape)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=video.device).view(shape)
+    return video.to(torch.float32).mul_(1.0 / 255).sub_(mean_t).div_(std_t)
 
 
 def short_side_resize(video: Tensor, size: int) -> Tensor:
@@ -167,7 +181,7 @@ def _check_mean_std(mean: Sequence[float], std: Sequence[float]) -> None:
 def train_transform(crop_size: int = 224, scale_range: tuple[int, int] = (256, 320), flip: bool = True,
                     color_jitter: bool = False, rand_augment: bool = False, random_erasing: float = 0.0,
                     mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
-                    channel_order: str = "rgb") -> TrainTransform:
+                    channel_order: str = "rgb", normalize: bool = True) -> TrainTransform:
     """Training augmentation: uint8 (T, H, W, 3) -> float32 (3, T, crop_size, crop_size).
 
     In order, with one draw of each random parameter per clip: put the channels in ``channel_order``; resize the
@@ -176,7 +190,8 @@ def train_transform(crop_size: int = 224, scale_range: tuple[int, int] = (256, 3
     if ``flip``; colour jitter with ``COLOR_JITTER`` strengths if ``color_jitter``; torchvision's RandAugment
     (``RAND_AUGMENT_OPS`` ops of ``RAND_AUGMENT_MAGNITUDE``) on the uint8 clip if ``rand_augment``; scale to
     [0, 1] and normalise with ``mean`` / ``std``; random erasing of one box (set to 0, the mean) with
-    probability ``random_erasing``.
+    probability ``random_erasing``. ``normalize=False`` stops before the scaling and returns the uint8 clip, for
+    ``normalize_clips`` on the device; it needs ``random_erasing=0`` (the erased value, the mean, is no uint8).
     """
     low, high = scale_range
     if not crop_size <= low <= high:
@@ -184,6 +199,9 @@ def train_transform(crop_size: int = 224, scale_range: tuple[int, int] = (256, 3
                          f"got {scale_range!r}")
     if not 0.0 <= random_erasing <= 1.0:
         raise ValueError(f"random_erasing is a probability in [0, 1], got {random_erasing!r}")
+    if not normalize and random_erasing > 0:
+        raise ValueError(f"random_erasing={random_erasing} needs normalize=True: erased pixels are set to the mean, "
+                         "which a uint8 clip cannot hold")
     _check_mean_std(mean, std)
     _check_channel_order(channel_order)
     steps: list[nn.Module] = [
@@ -196,7 +214,8 @@ def train_transform(crop_size: int = 224, scale_range: tuple[int, int] = (256, 3
         steps.append(v2.ColorJitter(**COLOR_JITTER))
     if rand_augment:
         steps.append(v2.RandAugment(num_ops=RAND_AUGMENT_OPS, magnitude=RAND_AUGMENT_MAGNITUDE))
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
+    if normalize:
+        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
     if random_erasing > 0:
         steps.append(v2.RandomErasing(p=random_erasing, value=0))
     return TrainTransform(v2.Compose(steps), channel_order)

@@ -85,6 +85,8 @@ def build_split(config: Config, split: str, spec: InputSpec, *, training: bool, 
         if data.scale_range is not None:
             overrides["scale_range"] = tuple(data.scale_range)
         overrides["random_erasing"] = data.random_erasing
+        # uint8 clips leave the workers (the engine normalises them on the device) unless random erasing needs floats
+        overrides["normalize"] = data.random_erasing > 0
     return build_dataset(annotation_path(config, split), data.root, training=training, format=data.format,
                          recipe=data.recipe, sampling=spec.sampling, channel_order=spec.channel_order,
                          num_frames=spec.num_frames, sampling_rate=spec.sampling_rate,

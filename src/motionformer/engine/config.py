@@ -84,6 +84,7 @@ class TrainConfig:
     effective_batch: int | None = None  # accumulate gradients up to this many clips per step; None: no accumulation
     clip_grad: float | None = None  # max gradient norm
     precision: str = "auto"  # auto (bf16 on GPUs that have it, else fp32), fp32, bf16, fp16
+    compile: bool = False  # torch.compile the model: faster steps on GPUs after a first slow one
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 turns it off
     cutmix: float = 0.0  # Beta(alpha, alpha) of cutmix; 0 turns it off
     finetune: str | None = None  # weights to start from (ours or released); optimizer and schedule start fresh
@@ -283,6 +284,7 @@ _CHOICES = {
     "data.channel_order": (None, "rgb", "bgr"),
     "train.schedule": ("steps", "cosine"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "train.compile": (False, True),
     "eval.precision": ("auto", "fp32", "bf16"),
     "train.resume": ("auto", "fresh", "override"),
 }

@@ -105,6 +105,26 @@ def all_gather_objects(value: Any) -> list[Any]:
     return gathered
 
 
+def gather_to_main(tensor: Tensor) -> list[Tensor] | None:
+    """Every process's ``tensor`` on the main process, in rank order (None elsewhere; ``[tensor]`` when alone).
+
+    Shapes may differ in the first dimension only; each piece comes back with its own length.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return [tensor]
+    lengths = torch.zeros(dist.get_world_size(), dtype=torch.long, device=tensor.device)
+    lengths[dist.get_rank()] = tensor.shape[0]
+    dist.all_reduce(lengths)
+    longest = int(lengths.max())
+    padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+    padded[:tensor.shape[0]] = tensor
+    pieces = [torch.empty_like(padded) for _ in range(dist.get_world_size())] if dist.get_rank() == 0 else None
+    dist.gather(padded, pieces, dst=0)
+    if pieces is None:
+        return None
+    return [piece[:length] for piece, length in zip(pieces, lengths.tolist(), strict=True)]
+
+
 def broadcast_object(value: Any) -> Any:
     """Rank 0's ``value`` on every process."""
     if not (dist.is_available() and dist.is_initialized()):
@@ -141,11 +161,22 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
+def _ddp(model: nn.Module) -> nn.parallel.DistributedDataParallel | None:
+    """The DistributedDataParallel wrapper of ``model`` (looking inside a ``torch.compile`` wrapper), if any."""
+    while not isinstance(model, nn.parallel.DistributedDataParallel):
+        if not hasattr(model, "_orig_mod"):
+            return None
+        model = model._orig_mod
+    return model
+
+
 @contextlib.contextmanager
 def maybe_no_sync(model: nn.Module, sync: bool) -> Iterator[None]:
-    """Skip DDP's gradient all-reduce in this backward unless ``sync`` (gradient accumulation)."""
-    if sync or not isinstance(model, nn.parallel.DistributedDataParallel):
+    """Skip DDP's gradient all-reduce for the forward and backward passes run inside, unless ``sync`` (gradient
+    accumulation). DDP decides in the forward pass whether the backward all-reduces, so both must run inside."""
+    ddp = _ddp(model)
+    if sync or ddp is None:
         yield
     else:
-        with model.no_sync():
+        with ddp.no_sync():
             yield

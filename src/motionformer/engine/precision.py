@@ -79,6 +79,14 @@ def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if supported else None
 
 
+def allow_tf32(device: torch.device) -> None:
+    """Let float32 matrix products and convolutions on a CUDA ``device`` use TF32 tensor cores (10-bit mantissa
+    inputs, float32 accumulation; several times faster on Ampere and later). Nothing on other devices."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     """Autocast to ``dtype`` on ``device``; nothing (full precision) when ``dtype`` is None."""
     if dtype is None:

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 SAFE_TO_CHANGE = frozenset({
     "train.epochs", "train.max_steps", "train.log_every", "train.checkpoint_every", "train.checkpoint_minutes",
-    "train.keep_last", "train.eval_every", "train.test_at_end", "train.device", "train.resume", "train.finetune",
-    "data.workers", "data.root", "data.test", "model.init", "output_dir", "checkpoint",
+    "train.keep_last", "train.eval_every", "train.test_at_end", "train.device", "train.compile", "train.resume",
+    "train.finetune", "data.workers", "data.root", "data.test", "model.init", "output_dir", "checkpoint",
     "eval.num_clips", "eval.num_crops", "eval.batch_size", "eval.predictions", "eval.confusion",
 })
 RUN_FILES = ("checkpoints", "metrics.jsonl", "config.yaml", "tensorboard", "model.safetensors", "model.json",

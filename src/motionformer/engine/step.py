@@ -16,12 +16,13 @@ __all__ = ["TrainStep"]
 
 
 class TrainStep:
-    """Forward under ``autocast()``, then ``backward(loss)`` for each micro-batch and ``step()`` after every
-    ``accumulation`` of them.
+    """For each micro-batch, the forward under ``autocast()`` and ``backward(loss)`` inside ``micro_batch(sync)``;
+    ``step()`` after every ``accumulation`` of them.
 
-    ``module`` is what the forward pass runs (a DDP wrapper under torchrun; its gradient sync is skipped for all but
-    the last micro-batch of a step); ``precision`` is a ``train.precision`` value (``resolve_precision``); fp16 adds a
-    gradient scaler. ``clip_grad``: the largest gradient norm (None: no clipping).
+    ``module`` is what the forward pass runs (a DDP wrapper under torchrun, possibly compiled; its gradient sync is
+    skipped for all but the last micro-batch of a step); ``precision`` is a ``train.precision`` value
+    (``resolve_precision``); fp16 adds a gradient scaler. ``clip_grad``: the largest gradient norm (None: no
+    clipping). Nothing here waits for the device, except the fp16 scaler's check for infinite gradients.
     """
 
     def __init__(self, module: nn.Module, optimizer: torch.optim.Optimizer,
@@ -38,25 +39,39 @@ class TrainStep:
         """The mixed-precision context of the forward pass (nothing in fp32)."""
         return autocast(self.device, self.autocast_dtype)
 
-    def backward(self, loss: Tensor, *, sync: bool = True) -> None:
-        """Accumulate the gradients of one micro-batch's ``loss`` (divided by ``accumulation``, scaled in fp16);
-        ``sync=False`` skips DDP's all-reduce (every micro-batch of a step but the last)."""
-        with distributed.maybe_no_sync(self.module, sync):
-            self.scaler.scale(loss / self.accumulation).backward()
+    def micro_batch(self, sync: bool = True) -> contextlib.AbstractContextManager:
+        """The context of one micro-batch's forward and backward; ``sync=False`` (every micro-batch of a step but
+        the last) skips DDP's gradient all-reduce, which DDP decides in the forward pass."""
+        return distributed.maybe_no_sync(self.module, sync)
 
-    def step(self) -> float:
+    def backward(self, loss: Tensor) -> None:
+        """Accumulate the gradients of one micro-batch's ``loss`` (divided by ``accumulation``, scaled in fp16)."""
+        self.scaler.scale(loss / self.accumulation).backward()
+
+    def step(self) -> Tensor | None:
         """Unscale, clip, step the optimizer and the schedule, clear the gradients; returns the gradient norm before
-        clipping (NaN without clipping)."""
+        clipping (a device tensor, not read here; None without clipping).
+
+        The schedule does not advance when the fp16 scaler skipped the optimizer step (infinite gradients).
+        """
         self.scaler.unscale_(self.optimizer)
-        norm = float("nan")
+        norm = None
         if self.clip_grad:
-            norm = float(nn.utils.clip_grad_norm_(self.module.parameters(), self.clip_grad))
+            norm = nn.utils.clip_grad_norm_(self.module.parameters(), self.clip_grad)
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.scheduler is not None:
+        skipped = scale is not None and self.scaler.get_scale() < scale  # the scale backs off only on a skip
+        if self.scheduler is not None and not skipped:
             self.scheduler.step()
         return norm
+
+    def load_scaler(self, state: dict) -> None:
+        """Restore the gradient scaler from a checkpoint's ``state_dict()``; a run saved without a scaler (fp32,
+        bf16) resumed in fp16 starts from a fresh scale, and a saved scale is ignored without fp16."""
+        if state and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state)
 
     @property
     def lr(self) -> float:

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from motionformer.data.datasets.annotations import read_annotations
 from motionformer.data.loader import build_loader, set_epoch
+from motionformer.data.transforms import normalize_clips
 from motionformer.engine import RunError, TrainingStopped, distributed
 from motionformer.engine.build import (
     annotation_path,
@@ -51,6 +52,7 @@ from motionformer.engine.evaluate import evaluate, run_test
 from motionformer.engine.lock import FolderLockedError, RunLock
 from motionformer.engine.metrics import format_metrics_table, head_labels
 from motionformer.engine.optim import build_optimizer, build_scheduler
+from motionformer.engine.precision import allow_tf32
 from motionformer.engine.resume import check_compatible, find_checkpoint, set_aside
 from motionformer.engine.step import TrainStep
 from motionformer.io import atomic_write
@@ -222,6 +224,7 @@ class Trainer:
         self.best_epoch: int | None = None
         self.skipped_videos = 0
         self._resume()
+        self._wrap()
         # each process draws its own drop-path and mixup randomness from here on
         if self.position.step == 0 and self.position.epoch == 0 and self.position.batch == 0:
             torch.manual_seed(config.seed + 1000 * context.rank + 1)
@@ -248,7 +251,7 @@ class Trainer:
                                     num_crops=config.eval.val_crops)
                         if config.train.eval_every > 0 else None)
         self.model = model.to(context.device)
-        self.ddp_model = distributed.wrap(self.model, context)
+        self.heads = model.heads
 
     def _build_loader(self) -> None:
         """The training loader and the accumulation that makes ``train.effective_batch`` from it."""
@@ -277,9 +280,19 @@ class Trainer:
                                     warmup_steps=train.warmup_epochs * per_epoch, schedule=train.schedule,
                                     milestones=[epoch * per_epoch for epoch in train.lr_steps], gamma=train.lr_gamma,
                                     min_ratio=train.min_lr / train.lr)
-        self.train_step = TrainStep(self.ddp_model, optimizer, scheduler, device=self.context.device,
+        self.train_step = TrainStep(self.model, optimizer, scheduler, device=self.context.device,
                                     precision=train.precision, accumulation=self.accumulation,
                                     clip_grad=train.clip_grad)
+        if self.train_step.autocast_dtype is None:
+            allow_tf32(self.context.device)
+
+    def _wrap(self) -> None:
+        """DDP under torchrun (its construction sends the main process's weights to every process), then
+        ``torch.compile`` when ``train.compile``; the train step runs the result."""
+        module = distributed.wrap(self.model, self.context)
+        if self.config.train.compile:
+            module = torch.compile(module)
+        self.ddp_model = self.train_step.module = module
 
     def _hold_folder(self) -> None:
         """Take the output folder's lock on the main process; every process learns whether it could."""
@@ -294,19 +307,27 @@ class Trainer:
             raise FolderLockedError(refusal)
 
     def _resume(self) -> None:
-        """Continue the folder's run when there is one and this config may continue it (``engine.resume``)."""
-        found = find_checkpoint(self.checkpoints)
+        """Continue the folder's run when there is one and this config may continue it (``engine.resume``).
+
+        Only the main process reads the checkpoint (the others may not see its files); it loads the weights, which
+        DDP then sends to every process, and sends the rest of the record.
+        """
+        found, weights = (find_checkpoint(self.checkpoints) if self.context.is_main else None), None
+        if found is not None:
+            weights = found[1].pop("model")
+        found = distributed.broadcast_object(found)
         self._resumed = found is not None
         if found is None:
             return
         path, record = found
         check_compatible(path, record, self.config, class_names=self.class_names,
                          effective_batch=self.effective_batch, steps_per_epoch=self.steps_per_epoch)
-        self.model.load_state_dict(record["model"])
+        if weights is not None:
+            self.model.load_state_dict(weights)
         step = self.train_step
         step.optimizer.load_state_dict(record["optimizer"])
         step.scheduler.load_state_dict(record["scheduler"])
-        step.scaler.load_state_dict(record["scaler"])
+        step.load_scaler(record["scaler"])
         for group in step.optimizer.param_groups:  # this run's rate where train.resume=override changed it
             group["initial_lr"] = self.config.train.lr
         step.scheduler.base_lrs = [self.config.train.lr] * len(step.optimizer.param_groups)
@@ -359,43 +380,67 @@ class Trainer:
             yield index, batch
 
     def _inputs(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
-        """A micro-batch's clips and soft targets per head, on the device, mixed when mixup or cutmix is on."""
+        """A micro-batch's clips (normalised on the device when the workers send uint8) and soft targets per head,
+        on the device, mixed when mixup or cutmix is on. Nothing here waits for the device."""
         device, train = self.context.device, self.config.train
         video = batch["video"].to(device, non_blocking=True)
-        classes = distributed.unwrap(self.ddp_model).heads
-        labels = {name: value.to(device) for name, value in head_labels(batch["label"], classes).items()}
-        targets = {name: one_hot_targets(labels[name], classes[name], train.label_smoothing) for name in labels}
+        if video.dtype == torch.uint8:
+            video = normalize_clips(video, self.spec.mean, self.spec.std)
+        labels = {name: value.to(device, non_blocking=True)
+                  for name, value in head_labels(batch["label"], self.heads).items()}
+        targets = {name: one_hot_targets(labels[name], self.heads[name], train.label_smoothing) for name in labels}
         if train.mixup > 0 or train.cutmix > 0:
             video, targets = mix_batch(video, targets, train.mixup, train.cutmix)
         return video, targets
 
-    def _forward_backward(self, batch: dict[str, Any], sync: bool) -> tuple[float, bool, bool]:
-        """One micro-batch; returns (its loss, whether any process asked to stop, whether the main process's clock
-        says a checkpoint is due). Raises on a non-finite loss before the backward pass, so the weights stay as
-        they were."""
+    def _forward_backward(self, batch: dict[str, Any], sync: bool) -> Tensor:
+        """One micro-batch's forward and backward (DDP all-reduces the gradients only when ``sync``); returns its
+        loss as a float32 device tensor, unread."""
         video, targets = self._inputs(batch)
-        with self.train_step.autocast():
-            logits = self.ddp_model(video)
-        loss = compute_loss(split_heads(logits, distributed.unwrap(self.ddp_model).heads), targets)
-        status = self._agree(loss, skipped=len(batch["skipped"]))
-        self.train_step.backward(loss, sync=sync)
-        return status
+        step = self.train_step
+        with step.micro_batch(sync):
+            with step.autocast():
+                logits = self.ddp_model(video)
+            loss = compute_loss(split_heads(logits, self.heads), targets)
+            step.backward(loss)
+        return loss.detach().float()
 
-    def _agree(self, loss: Tensor, skipped: int) -> tuple[float, bool, bool]:
-        """The mean loss over processes and the stop / checkpoint-due flags, in one all-reduce (so every process takes
-        the same decisions), which also counts the videos that could not be read (``skipped`` on this process);
-        raises ``NonFiniteLossError`` when the loss is not finite."""
+    def _queue_status(self, loss_sum: Tensor, skipped: int, stop: bool) -> None:
+        """Start the all-reduce of the step's summed loss, the stop / checkpoint-due flags and the count of clips
+        read from substitutes (``skipped`` on this process), so that every process takes the same decisions; the
+        result is read by ``_settle`` without waiting for the steps queued after it."""
         due = self.context.is_main and time.monotonic() - self._last_save >= 60 * self.config.train.checkpoint_minutes
-        flags = torch.tensor([float(self.stop.requested), float(due), float(skipped)], device=self.context.device)
-        status = torch.cat([loss.detach().float()[None], flags])
-        status = distributed.all_reduce_sum(status)
-        if not torch.isfinite(status[0]):
-            raise NonFiniteLossError(
-                f"the loss became {float(status[0]):g} at epoch {self.position.epoch}, step {self.position.step}; "
-                f"training stopped and {self.checkpoints / 'last.pt'} (the last good state) was kept. Try a lower "
-                "train.lr, train.clip_grad=1.0, or train.precision=fp32")
-        self._epoch_skipped += int(status[3])
-        return float(status[0]) / self.context.world_size, bool(status[1] > 0), bool(status[2] > 0)
+        flags = torch.tensor([float(stop), float(due), float(skipped)])
+        if self.context.device.type == "cuda":
+            flags = flags.pin_memory()
+        status = torch.cat([loss_sum[None], flags.to(self.context.device, non_blocking=True)])
+        status = distributed.all_reduce_sum(status).to("cpu", non_blocking=True)
+        ready = None
+        if self.context.device.type == "cuda":
+            ready = torch.cuda.Event()
+            ready.record()
+        self._pending.append((self.position.step, status, ready))
+
+    def _settle(self, keep_newest: bool) -> tuple[list[float], bool, bool]:
+        """Read the queued statuses (all but the newest when ``keep_newest``): (their mean losses over processes,
+        whether any process asked to stop, whether a checkpoint is due). Raises ``NonFiniteLossError`` when a loss
+        was not finite; no checkpoint is written before every queued status was read, so its weights are never
+        saved."""
+        losses, stop, due = [], False, False
+        while len(self._pending) > int(keep_newest):
+            step, status, ready = self._pending.pop(0)
+            if ready is not None:
+                ready.synchronize()
+            loss, stops, dues, skipped = status.tolist()
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"the loss became {loss:g} at epoch {self.position.epoch}, step {step}; training stopped and "
+                    f"{self.checkpoints / 'last.pt'} (the last good state) was kept. Try a lower train.lr, "
+                    "train.clip_grad=1.0, or train.precision=fp32")
+            losses.append(loss / (self.accumulation * self.context.world_size))
+            stop, due = stop or stops > 0, due or dues > 0
+            self._epoch_skipped += int(skipped)
+        return losses, stop, due
 
     def _progress_bar(self, clips_per_batch: int) -> tqdm:
         position, total = self.position, self.steps_per_epoch * self.accumulation
@@ -411,11 +456,11 @@ class Trainer:
                               "command again to resume")
 
     def _log_step(self, bar: tqdm, losses: list[float], clips: int, started: float) -> None:
-        """The step's loss and learning rate on the progress bar; every ``train.log_every`` steps a metrics line
-        with the mean loss since the last one (``losses`` is then emptied)."""
+        """The latest known step loss and the learning rate on the progress bar; every ``train.log_every`` steps
+        a metrics line with the mean step loss since the last one (``losses`` is then emptied)."""
         position, lr = self.position, self.train_step.lr
-        step_loss = sum(losses[-self.accumulation:]) / self.accumulation
-        bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}", refresh=False)
+        if losses:
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lr:.2e}", refresh=False)
         if position.step % self.config.train.log_every == 0:
             seconds = time.monotonic() - started
             self.metrics.write({"kind": "train", "epoch": position.epoch, "step": position.step,
@@ -423,40 +468,59 @@ class Trainer:
                                 "clips_per_s": clips / max(seconds, 1e-9)})
             losses.clear()
 
+    def _decision_due(self, index: int) -> bool:
+        """Whether the step that ends with micro-batch ``index`` must read every status now: it logs, checkpoints,
+        ends the epoch or the run."""
+        step, train = self.position.step, self.config.train
+        last = index + 1 >= self.steps_per_epoch * self.accumulation
+        every = train.checkpoint_every
+        return (step % train.log_every == 0 or (every and step % every == 0) or last or self._max_steps_reached()
+                or train.checkpoint_minutes == 0)
+
     def _train_epoch(self) -> None:
+        """One epoch's optimizer steps. Host and device meet once per step at most: each step's status is read
+        while the next one runs, or at once when the step logs, checkpoints or ends the epoch."""
         config, position = self.config, self.position
         clips_per_batch = config.data.batch_size * self.context.world_size
         bar = self._progress_bar(clips_per_batch)
         boundary_rng = capture_rng()
         losses: list[float] = []
         started, clips = time.monotonic(), 0
-        self._epoch_skipped = 0
+        self._epoch_skipped, self._pending = 0, []
+        loss_sum, skipped = torch.zeros((), device=self.context.device), 0
         self.ddp_model.train()
         try:
             for index, batch in self._micro_batches():
                 sync = (index + 1) % self.accumulation == 0
-                loss, stop, due = self._forward_backward(batch, sync)
-                if stop:
-                    self._stop_now(boundary_rng)
-                losses.append(loss)
+                loss_sum = loss_sum + self._forward_backward(batch, sync)
+                skipped += len(batch["skipped"])
                 clips += clips_per_batch
                 bar.update(clips_per_batch)
                 if not sync:
                     continue
+                self._queue_status(loss_sum, skipped, self.stop.requested)
+                loss_sum, skipped = torch.zeros((), device=self.context.device), 0
                 self.train_step.step()
                 position.batch, position.step = index + 1, position.step + 1
+                read, stop, due = self._settle(keep_newest=not self._decision_due(index))
+                losses += read
+                if stop:
+                    self._settle(keep_newest=False)
+                    self._stop_now(capture_rng())
                 boundary_rng = capture_rng()
                 self._log_step(bar, losses, clips, started)
                 if self._max_steps_reached():
                     break
                 every = config.train.checkpoint_every
                 if (every and position.step % every == 0) or due:
+                    losses += self._settle(keep_newest=False)[0]  # never save weights of an unchecked step
                     self._save(boundary_rng)
         except torch.OutOfMemoryError as error:
             raise RunError(OOM_ADVICE.format(batch=config.data.batch_size, effective=self.effective_batch)
                                ) from error
         finally:
             bar.close()
+        self._settle(keep_newest=False)
         self._epoch_seconds = time.monotonic() - started
         self._epoch_clips = clips
 
