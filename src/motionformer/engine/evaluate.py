@@ -209,8 +209,8 @@ def align_classes(dataset: VideoClipDataset, class_names: ClassNames) -> None:
 def run_test(config: Config, *, context: distributed.DistributedContext, model: nn.Module,
              class_names: ClassNames = None, spec: InputSpec | None = None) -> dict[str, float]:
     """Multi-view test of ``model`` on the test split (``data.test``, else ``data.val``) with ``eval.num_clips`` x
-    ``eval.num_crops`` views; writes ``test_metrics.json``, ``predictions.csv`` and ``confusion.png`` to
-    ``output_dir`` (main process)."""
+    ``eval.num_crops`` views, fed as ``spec`` says (sampling, channel order); writes ``test_metrics.json`` (video
+    and clip level), ``predictions.csv`` and ``confusion.png`` to ``output_dir`` (main process)."""
     spec = spec or input_spec(config, model)
     dataset = build_split(config, "test", spec, training=False, num_clips=config.eval.num_clips,
                           num_crops=config.eval.num_crops)
