@@ -254,6 +254,14 @@ def animation_gif(result: AttentionMaps, *, min_size: int = 192, frame_ms: int =
     return buffer.getvalue()
 
 
+_PAGE_STYLE = """<style>
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+th { text-align: left; padding-right: 1em; vertical-align: top; }
+img { image-rendering: pixelated; max-width: 100%; }
+.score { color: #666; }
+</style>"""
+
+
 def _data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
@@ -289,12 +297,7 @@ def html_page(result: AttentionMaps, png: bytes, gif: bytes) -> str:
 <head>
 <meta charset="utf-8">
 <title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-th {{ text-align: left; padding-right: 1em; vertical-align: top; }}
-img {{ image-rendering: pixelated; max-width: 100%; }}
-.score {{ color: #666; }}
-</style>
+{_PAGE_STYLE}
 </head>
 <body>
 <h1>{title}</h1>
