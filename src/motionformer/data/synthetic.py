@@ -336,16 +336,7 @@ def render_clip(label: int | str, *, num_frames: int = 16, size: int = 64, rng: 
     shape, object_colour, outline = _draw_object(rng)
     background = _draw_background(size, rng)
     if plain:  # the same draws as above, then white on black (or on the dimmed background)
-        outline = np.ones(3)
-        textured_background = background
-
-        def object_colour(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-            return np.ones((*u.shape, 3))
-
-        def background(camera: np.ndarray) -> np.ndarray:
-            if background_level:
-                return textured_background(camera) * background_level
-            return np.zeros((len(camera), size, size, 3))
+        object_colour, outline, background = _plain_look(background, size, background_level)
 
     time_from_middle = np.arange(num_frames) - (num_frames - 1) / 2  # (F,), t - c in the module docstring
     travel = (num_frames - 1) / 2 - np.abs(time_from_middle) if motion.out_and_back else time_from_middle
@@ -363,6 +354,39 @@ def render_clip(label: int | str, *, num_frames: int = 16, size: int = 64, rng: 
         chosen = _check_frame_indices(frame_indices, num_frames)
         position, camera, angle, radius = position[chosen], camera[chosen], angle[chosen], radius[chosen]
 
+    # without panning the background is one picture
+    backdrop = background(camera) if camera_pan else np.repeat(background(camera[:1]), len(camera), axis=0)
+    frames, coverage = _draw_frames(size, position, angle, radius, shape, object_colour, outline, backdrop)
+    if not return_trajectory:
+        return frames
+    return frames, Trajectory(position=position, camera=camera, angle=angle, radius=radius,
+                              mask=coverage.astype(np.float32))
+
+
+Colouring = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Backdrop = Callable[[np.ndarray], np.ndarray]
+
+
+def _plain_look(textured_background: Backdrop, size: int, background_level: float
+                ) -> tuple[Colouring, np.ndarray, Backdrop]:
+    """The plain variant's object colour, outline and background: white on black, or on the textured background
+    dimmed into [0, background_level]."""
+    def object_colour(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return np.ones((*u.shape, 3))
+
+    def background(camera: np.ndarray) -> np.ndarray:
+        if background_level:
+            return textured_background(camera) * background_level
+        return np.zeros((len(camera), size, size, 3))
+
+    return object_colour, np.ones(3), background
+
+
+def _draw_frames(size: int, position: np.ndarray, angle: np.ndarray, radius: np.ndarray, shape: str,
+                 object_colour: Callable[[np.ndarray, np.ndarray], np.ndarray], outline: float | np.ndarray,
+                 frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The object drawn over the background ``frames`` (F, H, W, 3) in [0, 1] at each frame's position (F, 2),
+    angle and radius: (uint8 frames, coverage (F, H, W))."""
     # offsets from the centre on the torus, (F, 1, W) and (F, H, 1), turned into object coordinates (y up)
     pixels = np.arange(size, dtype=np.float64)
     centre = position % size
@@ -376,15 +400,9 @@ def render_clip(label: int | str, *, num_frames: int = 16, size: int = 64, rng: 
     covered = coverage > 0.0
     fill = np.clip(-distance[covered] - size / 64 + 0.5, 0.0, 1.0)[:, None]  # inside the outline, (N, 1)
     colour = outline + (object_colour(u[covered], v[covered]) - outline) * fill  # (N, 3)
-    # without panning the background is one picture
-    frames = background(camera) if camera_pan else np.repeat(background(camera[:1]), len(camera), axis=0)
     alpha = coverage[covered][:, None]
     frames[covered] = frames[covered] * (1.0 - alpha) + colour * alpha
-    frames = np.round(np.clip(frames, 0.0, 1.0) * 255.0).astype(np.uint8)
-    if not return_trajectory:
-        return frames
-    return frames, Trajectory(position=position, camera=camera, angle=angle, radius=radius,
-                              mask=coverage.astype(np.float32))
+    return np.round(np.clip(frames, 0.0, 1.0) * 255.0).astype(np.uint8), coverage
 
 
 def _slug(name: str) -> str:
@@ -447,6 +465,33 @@ def _remove_stale_videos(root: Path, keep: Iterable[str]) -> None:
                 path.unlink()
 
 
+def _videos_per_class(num_videos: int, val_fraction: float) -> tuple[int, int]:
+    """(training videos, all videos) per class; ValueError naming the argument that does not fit."""
+    num_classes = len(MOTION_CLASSES)
+    if num_videos <= 0 or num_videos % num_classes:
+        lower = max(num_classes, num_videos // num_classes * num_classes)
+        raise ValueError(f"num_videos={num_videos} must be a positive multiple of the {num_classes} classes, "
+                         f"e.g. {lower} or {lower + num_classes}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction={val_fraction} must be in [0, 1)")
+    per_class = num_videos // num_classes
+    num_train = per_class - round(per_class * val_fraction)
+    if num_train == 0:
+        raise ValueError(f"val_fraction={val_fraction} leaves no training video out of {per_class} per class")
+    return num_train, per_class
+
+
+def _run_jobs(make: Callable[[tuple[int, int]], None], jobs: list[tuple[int, int]], workers: int) -> None:
+    """``make`` every job, in ``workers`` processes when there are several."""
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for _ in pool.map(make, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers)))):
+                pass
+    else:
+        for job in jobs:
+            make(job)
+
+
 def generate(root: str | os.PathLike, *, num_videos: int = 1000, size: int = 64, frames: int = 16, seed: int = 0,
              fps: int = 30, camera_pan: bool = False, plain: bool = False, val_fraction: float = 0.2,
              workers: int | None = None) -> SyntheticSummary:
@@ -467,19 +512,10 @@ def generate(root: str | os.PathLike, *, num_videos: int = 1000, size: int = 64,
     num_classes = len(MOTION_CLASSES)
     _check_geometry(frames, size)
     _check_plain(plain, camera_pan)
-    if num_videos <= 0 or num_videos % num_classes:
-        lower = max(num_classes, num_videos // num_classes * num_classes)
-        raise ValueError(f"num_videos={num_videos} must be a positive multiple of the {num_classes} classes, "
-                         f"e.g. {lower} or {lower + num_classes}")
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction={val_fraction} must be in [0, 1)")
     if fps <= 0:
         raise ValueError(f"fps={fps} must be positive")
-    per_class = num_videos // num_classes
-    num_val = round(per_class * val_fraction)
-    num_train = per_class - num_val
-    if num_train == 0:
-        raise ValueError(f"val_fraction={val_fraction} leaves no training video out of {per_class} per class")
+    num_train, per_class = _videos_per_class(num_videos, val_fraction)
+    num_val = per_class - num_train
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
 
     start = time.perf_counter()
@@ -495,10 +531,11 @@ def generate(root: str | os.PathLike, *, num_videos: int = 1000, size: int = 64,
     csv_paths = [root / "val.csv", root / "train.csv"]
     same_run = _read_json(root / "meta.json") == meta
     expected = [root / "classes.txt", *csv_paths, *(root / path for path in listed)]
+    summary = partial(SyntheticSummary, root=root, classes=MOTION_CLASSES, num_train=num_train * num_classes,
+                      num_val=num_val * num_classes)
     if same_run and all(path.is_file() for path in expected):
         logger.info("%s already holds this synthetic dataset; nothing to do", root)
-        return SyntheticSummary(root=root, classes=MOTION_CLASSES, num_train=num_train * num_classes,
-                                num_val=num_val * num_classes, num_written=0, seconds=time.perf_counter() - start)
+        return summary(num_written=0, seconds=time.perf_counter() - start)
 
     # The csv files go first, so that until they are rewritten none lists a video that is missing or being replaced.
     for path in csv_paths:
@@ -514,19 +551,11 @@ def generate(root: str | os.PathLike, *, num_videos: int = 1000, size: int = 64,
     make = partial(_make_video, root=root, seed=seed, num_frames=frames, size=size, fps=fps, camera_pan=camera_pan,
                    plain=plain)
     logger.info("rendering %d synthetic videos into %s with %d worker(s)", len(jobs), root, workers)
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for _ in pool.map(make, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers)))):
-                pass
-    else:
-        for job in jobs:
-            make(job)
+    _run_jobs(make, jobs, workers)
 
     _write_text(root / "classes.txt", "".join(f"{name}\n" for name in MOTION_CLASSES))
     for path in csv_paths:
-        split = splits[path.stem]
-        _write_text(path, "".join(f"{_video_path(label, index)} {label}\n" for label, index in split))
+        _write_text(path, "".join(f"{_video_path(label, index)} {label}\n" for label, index in splits[path.stem]))
     seconds = time.perf_counter() - start
     logger.info("wrote %d videos in %.1f s: %s", len(jobs), seconds, root)
-    return SyntheticSummary(root=root, classes=MOTION_CLASSES, num_train=num_train * num_classes,
-                            num_val=num_val * num_classes, num_written=len(jobs), seconds=seconds)
+    return summary(num_written=len(jobs), seconds=seconds)
