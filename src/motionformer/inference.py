@@ -7,8 +7,9 @@ is ``motionformer.engine.evaluate``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from motionformer.data.build import build_sampler
-from motionformer.data.decoding import open_video
+from motionformer.data.decoding import VideoReader, open_video
 from motionformer.data.transforms import test_transform
 from motionformer.engine import distributed
 from motionformer.engine.build import model_from_weights
@@ -24,8 +25,8 @@ from motionformer.engine.precision import autocast, inference_dtype
 from motionformer.models.motionformer import split_heads
 from motionformer.models.spec import ClassNames, InputSpec
 
-__all__ = ["VideoPrediction", "head_class_names", "predict", "predict_views", "top_classes", "video_scores",
-           "video_views", "view_scores"]
+__all__ = ["TimelineWindow", "VideoPrediction", "head_class_names", "predict", "predict_timeline", "predict_views",
+           "sliding_windows", "top_classes", "video_scores", "video_views", "view_scores", "window_views"]
 
 
 def video_views(video: str | os.PathLike, spec: InputSpec, *, num_clips: int | None = None,
@@ -40,6 +41,28 @@ def video_views(video: str | os.PathLike, spec: InputSpec, *, num_clips: int | N
                                std=spec.std, channel_order=spec.channel_order)
     with open_video(video) as reader:
         return torch.stack([transform(sampler(reader, clip_index=clip)) for clip in range(sampler.num_views)])
+
+
+def sliding_windows(duration: float, window: float, stride: float) -> list[tuple[float, float]]:
+    """(start, end) in seconds of windows ``window`` long every ``stride`` over a video of ``duration`` seconds.
+
+    Windows start at 0 and lie whole in the video, so a tail shorter than ``stride`` may be left out; a video
+    shorter than one window gives the one window (0, window) (its last frame repeated past its end).
+    """
+    if not (math.isfinite(window) and math.isfinite(stride) and window > 0 and stride > 0):
+        raise ValueError(f"window and stride must be finite and > 0 seconds, got window={window}, stride={stride}")
+    count = max(math.floor((duration - window) / stride + 1e-6) + 1, 1)
+    return [(k * stride, k * stride + window) for k in range(count)]
+
+
+def window_views(video: VideoReader, spec: InputSpec, start: float, end: float, num_crops: int = 1) -> Tensor:
+    """The views of the window [start, end) seconds of an open video: ``spec.num_frames`` frames evenly spaced
+    from ``start`` (frame i shown at ``start + i * (end - start) / num_frames``), float (crops, 3, T, crop, crop)."""
+    step = (end - start) / spec.num_frames
+    frames = video.read_frames([start + i * step for i in range(spec.num_frames)])
+    transform = test_transform(crop_size=spec.crop_size, num_crops=num_crops, mean=spec.mean, std=spec.std,
+                               channel_order=spec.channel_order)
+    return transform(frames)
 
 
 @torch.no_grad()
@@ -134,3 +157,44 @@ def predict(videos: Sequence[str | os.PathLike], checkpoint: str | os.PathLike, 
         answers.append(VideoPrediction(video=str(video), scores={head: values.tolist() for head, values in
                                                                  scores.items()}, top=top))
     return answers
+
+
+@dataclasses.dataclass(frozen=True)
+class TimelineWindow:
+    """The ``top`` classes ({head: [(name, p), ...]}) of the window [start, end) seconds of a video."""
+
+    video: str
+    start: float
+    end: float
+    top: dict[str, list[tuple[str, float]]]
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"video": PATH, "start": s, "end": s, "top": {HEAD: [[name, p], ...]}}``."""
+        return {"video": self.video, "start": self.start, "end": self.end,
+                "top": {head: [[name, score] for name, score in ranked] for head, ranked in self.top.items()}}
+
+
+def predict_timeline(videos: Sequence[str | os.PathLike], checkpoint: str | os.PathLike, *, window: float,
+                     stride: float | None = None, top_k: int = 5, device: str = "auto", num_crops: int = 1,
+                     batch_size: int = 8, precision: str = "auto") -> Iterator[TimelineWindow]:
+    """The top classes of every sliding window (``sliding_windows``; ``stride`` defaults to ``window``) of each
+    video, window after window: videos are decoded ``batch_size`` windows at a time, so memory does not grow with
+    a video's length. Each window's softmax is averaged over its ``num_crops`` crops.
+
+    Raises FileNotFoundError for a missing video and ValueError naming a video that cannot be decoded.
+    """
+    for video in videos:
+        if not Path(video).exists():
+            raise FileNotFoundError(f"video not found: {video}")
+    model, class_names, spec = model_from_weights(checkpoint)
+    target = distributed.resolve_device(device)
+    model, dtype = model.to(target).eval(), inference_dtype(precision, target)
+    for video in videos:
+        with open_video(video) as reader:
+            windows = sliding_windows(reader.duration, window, stride or window)
+            for first in range(0, len(windows), batch_size):
+                part = windows[first:first + batch_size]
+                views = torch.stack([window_views(reader, spec, start, end, num_crops) for start, end in part])
+                scores = predict_views(model, views.to(target), dtype)  # views: (b, crops, 3, T, H, W)
+                for (start, end), top in zip(part, top_classes(scores, class_names, top_k), strict=True):
+                    yield TimelineWindow(video=str(video), start=start, end=end, top=top)

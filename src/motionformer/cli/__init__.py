@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from motionformer import __version__
-from motionformer.cli import data, export, models, run, weights
+from motionformer.cli import data, export, extract, models, run, weights
 
 DESCRIPTION = ("motionformer: trajectory attention for video transformers (Motionformer, NeurIPS 2021). "
                "Train, test and run video models; 'motionformer demo' shows the whole job in minutes on a CPU.")
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_commands(commands)
     weights.add_commands(commands)
     export.add_commands(commands)
+    extract.add_commands(commands)
     _add_experiments(commands)
     return parser
 
