@@ -181,14 +181,14 @@ def resolve(value: str | os.PathLike, *, download: bool = False, home: str | os.
                             f"(or download {entry.url} and put it at {path})")
 
 
-def _fetch(url: str, temp: str, size_hint: str) -> str:
+def _fetch(url: str, temp: str, label: str) -> str:
     """Stream ``url`` into the file ``temp`` with a progress bar; returns its SHA-256 (hex)."""
     from tqdm import tqdm
 
     digest = hashlib.sha256()
     with urllib.request.urlopen(url, timeout=60) as response, open(temp, "wb") as stream:
         total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=size_hint) as bar:
+        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label) as bar:
             while chunk := response.read(_CHUNK):
                 stream.write(chunk)
                 digest.update(chunk)
