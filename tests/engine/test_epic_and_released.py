@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from motionformer.engine.build import input_spec, load_finetune
+from motionformer.engine.build import build_split, input_spec, load_finetune
 from motionformer.engine.checkpoint import load_checkpoint
 from motionformer.engine.config import ConfigError, load_config
 from motionformer.engine.train import train
@@ -103,7 +103,10 @@ def test_finetune_from_bgr_weights_keeps_bgr_unless_told(tiny_data, tmp_path, ca
         model = create_model("mformer_tiny", num_classes=10, **config.model.options)
         load_finetune(model, path)
         with caplog.at_level(logging.INFO):
-            assert input_spec(config, model).channel_order == expected
+            spec = input_spec(config, model)
+        assert spec.channel_order == expected
+        for training in (True, False):  # the data gives the clips in that order
+            assert build_split(config, "val", spec, training=training).transform.channel_order == expected
     assert "keeping BGR" in caplog.text and "using RGB as data.channel_order says" in caplog.text
     output = tmp_path / "run"
     train(load_config("synthetic-tiny", tiny_overrides(tiny_data, output, "train.epochs=1", "train.test_at_end=false")),
