@@ -5,20 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from motionformer.cli.common import add_device_argument, positive_int
+from motionformer.cli.common import add_device_argument, positive_int, positive_seconds
 
 log = logging.getLogger(__name__)
-
-
-def _seconds(text: str) -> float:
-    """An argparse type: a number of seconds above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number of seconds")
-    return value
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -63,9 +52,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     extract.add_argument("--block", type=int, default=-1,
                          help="block for cls and tokens, from 0 (negative: from the end; -1, the default, gives the "
                               "normalised output of the last block)")
-    extract.add_argument("--window", type=_seconds, default=None, metavar="SECONDS",
+    extract.add_argument("--window", type=positive_seconds, default=None, metavar="SECONDS",
                          help="sliding windows of this length instead of the checkpoint's test views")
-    extract.add_argument("--stride", type=_seconds, default=None, metavar="SECONDS",
+    extract.add_argument("--stride", type=positive_seconds, default=None, metavar="SECONDS",
                          help="seconds between window starts (default: the window's length)")
     extract.add_argument("--keep-views", action="store_true", help="one row per test view instead of their average")
     extract.add_argument("--num-clips", type=positive_int, default=None, help="test clips (default: the weights')")

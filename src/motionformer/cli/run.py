@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import sys
 
-from motionformer.cli.common import add_config_arguments, add_device_argument, load, positive_int
+from motionformer.cli.common import add_config_arguments, add_device_argument, load, positive_int, positive_seconds
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -30,9 +32,33 @@ CHECKPOINT_HELP = ("weights: a run's .pt, a .safetensors, a released .pyth, or a
                    "(see 'motionformer weights')")
 
 
+def _timeline(args: argparse.Namespace) -> int:
+    """Top classes of each sliding window: CSV rows on stdout, or one JSON object a window with --json."""
+    from motionformer.inference import predict_timeline
+
+    windows = predict_timeline(args.videos, args.checkpoint, window=args.window, stride=args.stride,
+                               top_k=args.top_k, device=args.device, precision=args.precision)
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    if not args.json:
+        writer.writerow(["video", "start", "end", "head", "rank", "class", "score"])
+    for window in windows:
+        if args.json:
+            print(json.dumps(window.to_json()), flush=True)
+            continue
+        for head, ranked in window.top.items():
+            writer.writerows([window.video, f"{window.start:g}", f"{window.end:g}", head, rank, name, f"{score:.4f}"]
+                             for rank, (name, score) in enumerate(ranked, start=1))
+        sys.stdout.flush()
+    return 0
+
+
 def _predict(args: argparse.Namespace) -> int:
     from motionformer.inference import predict
 
+    if args.window is not None:
+        return _timeline(args)
+    if args.stride is not None:
+        raise ValueError("--stride needs --window (the length of each window in seconds)")
     answers = predict(args.videos, args.checkpoint, top_k=args.top_k, device=args.device, precision=args.precision)
     for answer in answers:
         if args.json:
@@ -116,6 +142,12 @@ def _add_predict_visualize(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                          help="auto (default: bf16 where the CPU has AVX512-BF16 or AMX, or the GPU bf16; else fp32), "
                               "fp32 or bf16")
+    predict.add_argument("--window", type=positive_seconds, default=None, metavar="SECONDS",
+                         help="a timeline instead of one prediction a video: the top classes of each window of this "
+                              "length (1 centre crop), as CSV rows (video,start,end,head,rank,class,score) or, with "
+                              "--json, one object a window; decoded window by window, for videos of any length")
+    predict.add_argument("--stride", type=positive_seconds, default=None, metavar="SECONDS",
+                         help="seconds between window starts (default: the window's length)")
     predict.set_defaults(run=_predict)
 
     visualize = commands.add_parser(
