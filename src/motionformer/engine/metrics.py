@@ -410,27 +410,31 @@ def write_predictions(path: str | os.PathLike, entry_indices: Tensor, video_path
         action_correct = (columns[0][5] & columns[1][5]).tolist()
         header.append("action_correct")
 
-    rows = []
-    for row_index, entry in enumerate(entry_indices.tolist()):
-        row = [str(video_paths[entry])]
-        for _prefix, names, values, indices, head_labels, correct in columns:
-            row.append(names[head_labels[row_index]])
-            for value, index in zip(values[row_index], indices[row_index], strict=True):
-                row += [names[index], f"{value:.6f}"]
-            row.append(int(correct[row_index]))
-        if action_correct is not None:
-            row.append(int(action_correct[row_index]))
-        rows.append(row)
-
-    def write(temp: str) -> None:
-        with open(temp, "w", newline="", encoding="utf-8") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(header)
-            writer.writerows(rows)
-
+    rows = [_prediction_row(str(video_paths[entry]), row, columns, action_correct)
+            for row, entry in enumerate(entry_indices.tolist())]
     path = Path(path)
-    atomic_write(path, write)
+    atomic_write(path, lambda temp: _write_csv(temp, header, rows))
     return path
+
+
+def _prediction_row(video: str, row: int, columns: list[tuple], action_correct: list[bool] | None) -> list[Any]:
+    """One ``predictions.csv`` row: the video, then per head its label, top-k names and scores, and correctness."""
+    cells: list[Any] = [video]
+    for _prefix, names, values, indices, head_labels, correct in columns:
+        cells.append(names[head_labels[row]])
+        for value, index in zip(values[row], indices[row], strict=True):
+            cells += [names[index], f"{value:.6f}"]
+        cells.append(int(correct[row]))
+    if action_correct is not None:
+        cells.append(int(action_correct[row]))
+    return cells
+
+
+def _write_csv(path: str, header: list[str], rows: list[list[Any]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 def _text_width(draw: ImageDraw.ImageDraw, text: str, font: Any) -> int:
@@ -451,6 +455,22 @@ def _draw_counts(draw: ImageDraw.ImageDraw, counts: np.ndarray, fractions: np.nd
         x = left + column * cell + (cell - _text_width(draw, text, font)) // 2
         y = top + row * cell + (cell - line_height) // 2
         draw.text((x, y), text, fill="white" if fractions[row, column] > 0.5 else "black", font=font)
+
+
+def _draw_names(picture: Image.Image, names: Sequence[str], origin: tuple[int, int], cell: int, pad: int,
+                font: Any) -> None:
+    """Class names left of the grid's rows and, rotated to read bottom to top, above its columns."""
+    draw = ImageDraw.Draw(picture)
+    left, top = origin
+    line_height = draw.textbbox((0, 0), "Ag", font=font)[3]
+    for index, name in enumerate(names):
+        text_width = _text_width(draw, name, font)
+        offset = (cell - line_height) // 2
+        draw.text((left - pad - text_width, top + index * cell + offset), name, fill="black", font=font)
+        label = Image.new("RGB", (max(text_width, 1), line_height), "white")
+        ImageDraw.Draw(label).text((0, 0), name, fill="black", font=font)
+        label = label.rotate(90, expand=True)  # (line_height, text_width)
+        picture.paste(label, (left + index * cell + offset, top - pad - text_width))
 
 
 def _draw_scale(picture: Image.Image, origin: tuple[int, int], width: int, font: Any) -> None:
@@ -515,14 +535,7 @@ def save_confusion_picture(matrix: Tensor, path: str | os.PathLike, class_names:
     picture.paste(Image.fromarray(colours, "RGB").resize((grid, grid), Image.Resampling.NEAREST), (left, grid_top))
     draw = ImageDraw.Draw(picture)
     draw.text((pad, pad), CONFUSION_TITLE, fill="black", font=font)
-    for index, name in enumerate(names or []):
-        text_width = _text_width(draw, name, font)
-        offset = (cell - line_height) // 2
-        draw.text((left - pad - text_width, grid_top + index * cell + offset), name, fill="black", font=font)
-        label = Image.new("RGB", (max(text_width, 1), line_height), "white")
-        ImageDraw.Draw(label).text((0, 0), name, fill="black", font=font)
-        label = label.rotate(90, expand=True)  # reads bottom to top: (line_height, text_width)
-        picture.paste(label, (left + index * cell + offset, grid_top - pad - text_width))
+    _draw_names(picture, names or [], (left, grid_top), cell, pad, font)
     _draw_counts(draw, counts.numpy(), fractions, (left, grid_top), cell, font)
     _draw_scale(picture, (left, grid_top + grid + pad), max(grid, 3 * line_height), font)
 
