@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from motionformer.attention import (
@@ -53,6 +54,21 @@ class _HeadsAttention(nn.Module):
         # (B, N, 3C) -> (3, B, H, N, D)
         qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
         return qkv[0], qkv[1], qkv[2]
+
+    def class_token(self, x: Tensor, num_frames: int) -> Tensor:
+        """The class token's output alone: (B, 1 + T*S, C) -> (B, 1, C), the patch tokens' rows not computed.
+
+        Its query attends over every token, keys of the class token and all patches, in each attention here
+        (joint, trajectory with any approximation, space and time), so one computation serves all.
+        """
+        self._check_tokens(x, num_frames)
+        c = x.shape[-1]
+        weight, bias = self.qkv.weight, self.qkv.bias
+        q = F.linear(x[:, :1], weight[:c], None if bias is None else bias[:c])  # (B, 1, C)
+        kv = F.linear(x, weight[c:], None if bias is None else bias[c:])  # (B, N, 2C)
+        q = q.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)  # (B, H, 1, D)
+        k, v = kv.unflatten(-1, (2, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)  # (B, H, N, D) each
+        return self.proj(joint_attention(q, k, v).transpose(1, 2).flatten(2))
 
     def _check_tokens(self, x: Tensor, num_frames: int) -> None:
         if x.dim() != 3:

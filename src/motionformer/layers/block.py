@@ -33,3 +33,14 @@ class Block(nn.Module):
             x = x + self.drop_path(self.timeattn(self.norm3(x), num_frames))
         x = x + self.drop_path(self.attn(self.norm1(x), num_frames))
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def forward_class_token(self, x: Tensor, num_frames: int) -> Tensor:
+        """The class token of ``forward(x, num_frames)`` alone: (B, 1 + T*S, C) -> (B, 1, C).
+
+        Only its attention row and MLP are computed (``attn.class_token``); a divided block still runs its time
+        attention on every token, since the space attention's keys need them.
+        """
+        if self.timeattn is not None:
+            x = x + self.drop_path(self.timeattn(self.norm3(x), num_frames))
+        cls = x[:, :1] + self.drop_path(self.attn.class_token(self.norm1(x), num_frames))
+        return cls + self.drop_path(self.mlp(self.norm2(cls)))
