@@ -283,7 +283,7 @@ def extract(video: str | os.PathLike, checkpoint: str | os.PathLike | Motionform
     says its input). Options are an ``ExtractOptions`` or its fields as keywords (``feature="cls"``,
     ``window=2.0`` ...). Raises FileNotFoundError or ValueError naming a video that cannot be read.
     """
-    options = options or ExtractOptions(**option_values)
+    options = _options(options, option_values)
     model, spec, target = _model(checkpoint, spec, device)
     reader, item = _Reader(spec, options), VideoItem(os.fspath(video))
     tasks = reader.window_tasks(item) if options.window is not None else reader.view_tasks()
@@ -292,6 +292,13 @@ def extract(video: str | os.PathLike, checkpoint: str | os.PathLike | Motionform
              for first in range(0, len(tasks), batch_size)]
     times = torch.tensor(tasks, dtype=torch.float64) if options.window is not None else None
     return VideoFeatures(video=item.video, features=_rows(torch.cat(parts), options), times=times)
+
+
+def _options(options: ExtractOptions | None, values: dict[str, Any]) -> ExtractOptions:
+    """``options``, or an ``ExtractOptions`` of ``values``; not both."""
+    if options is not None and values:
+        raise ValueError(f"give options=ExtractOptions(...) or its fields as keywords, not both (got {sorted(values)})")
+    return options or ExtractOptions(**values)
 
 
 def _model(checkpoint: str | os.PathLike | Motionformer, spec: InputSpec | None,
@@ -514,7 +521,7 @@ def extract_dataset(items: Sequence[VideoItem], checkpoint: str | os.PathLike, o
     processes; a shard closes once its features reach ``shard_mb`` MiB. ``progress`` shows a bar with videos/s
     and the time left. Options are an ``ExtractOptions`` or its fields as keywords.
     """
-    options = options or ExtractOptions(**option_values)
+    options = _options(options, option_values)
     if format not in FORMATS:
         raise ValueError(f"format={format!r} is not one of {', '.join(FORMATS)}")
     if not (shard_mb > 0 and batch_size >= 1 and workers >= 0):
