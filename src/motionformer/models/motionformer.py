@@ -278,7 +278,8 @@ class Motionformer(nn.Module):
 
     def forward_class_token(self, x: Tensor) -> Tensor:
         """(B, 3, F, H, W) -> the normalised class token (B, 1, C) of ``forward_features``, the last block computing
-        the class token's row only (its attention over all tokens and its MLP; about 7 % of ViT-B's work saved)."""
+        the class token's row only (its attention over all tokens and its MLP): 200.5 instead of 216.5 GMAC for
+        ``mformer_b`` at 16x224 (``FlopCounterMode``)."""
         tokens, frames = self.embed(x)
         if not len(self.blocks):
             return self.norm(tokens[:, :1])
