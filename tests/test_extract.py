@@ -18,7 +18,9 @@ import torch
 from safetensors.torch import load_file
 
 from motionformer.cli import main
+from motionformer.data.build import build_sampler
 from motionformer.data.decoding import open_video
+from motionformer.data.transforms import test_transform
 from motionformer.extraction import ExtractOptions, extract, extract_dataset, video_items
 from motionformer.inference import sliding_windows, video_views, window_views
 from motionformer.models import InputSpec, WeightsInfo, create_model, save_model
@@ -189,3 +191,28 @@ def test_the_command_refuses_to_resume_with_other_settings(weights, videos, tmp_
     assert main(args) == 0
     assert main([*args, "--feature", "cls"]) == 2
     assert "other settings (options: " in capsys.readouterr().err
+
+
+def test_an_epic_annotations_segments_give_their_own_clips_and_windows(weights, tmp_path):
+    (tmp_path / "P01" / "videos").mkdir(parents=True)
+    video = make_video(tmp_path / "P01" / "videos" / "P01_01.MP4", 240, size=(40, 32), fps=60)  # Epic's 60 fps
+    annotations = tmp_path / "epic.csv"
+    annotations.write_text("participant_id,video_id,start_timestamp,stop_timestamp,verb_class,noun_class\n"
+                           "P01,P01_01,00:00:00.50,00:00:01.50,0,0\nP01,P01_01,00:00:02.00,00:00:03.00,1,1\n")
+    items = video_items(annotations=annotations, root=tmp_path, format="epic")
+    assert [item.part for item in items] == ["30-90", "120-180"]  # frame numbers at 60 fps
+    summary = extract_dataset(items, weights, tmp_path / "views", keep_views=True, device="cpu", progress=False)
+    model = _model(weights)
+    sampler = build_sampler("clips", training=False, num_frames=4, sampling_rate=2, num_clips=2)
+    transform = test_transform(crop_size=32, num_crops=3)
+    shard = load_file(tmp_path / "views" / "features-00000.safetensors")["features"]
+    assert summary.rows == 12 and shard.shape == (12, 32)
+    for number, item in enumerate(items):
+        with open_video(video) as reader, torch.no_grad():
+            views = torch.cat([transform(sampler(reader, segment=item.segment, clip_index=k)) for k in range(2)])
+            expected = model.forward_head(model.forward_features(views), pre_logits=True)
+        torch.testing.assert_close(shard[6 * number:6 * number + 6], expected, rtol=0, atol=1e-6)
+    extract_dataset(items, weights, tmp_path / "windows", window=0.5, device="cpu", progress=False)
+    index = _read_csv(tmp_path / "windows" / "index.csv")
+    assert [(row["part"], row["start"], row["end"]) for row in index] == [
+        ("30-90", "0.5", "1.0"), ("30-90", "1.0", "1.5"), ("120-180", "2.0", "2.5"), ("120-180", "2.5", "3.0")]
