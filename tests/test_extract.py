@@ -77,6 +77,18 @@ def test_features_equal_the_models_forward_on_the_same_views(weights, videos):
     torch.testing.assert_close(block.features, first_block, rtol=0, atol=1e-6)
 
 
+def test_a_model_object_takes_its_input_from_spec_or_its_weights_record(weights, videos):
+    model = create_model("mformer_tiny", num_classes=10, **TINY)
+    model.load_state_dict(_model(weights).state_dict())
+    with pytest.raises(ValueError, match="needs spec=InputSpec"):
+        extract(videos[0], model, device="cpu")
+    expected = extract(videos[0], weights, device="cpu", precision="fp32").features
+    torch.testing.assert_close(extract(videos[0], model, spec=SPEC, device="cpu", precision="fp32").features, expected,
+                               rtol=0, atol=0)
+    torch.testing.assert_close(extract(videos[0], _model(weights), device="cpu", precision="fp32").features, expected,
+                               rtol=0, atol=0)
+
+
 def test_windows_cover_the_video_and_equal_the_forward_on_each_window(weights, videos):
     model, video = _model(weights), videos[3]  # 50 frames: 1.667 s
     result = extract(video, weights, window=0.5, stride=0.25, feature="cls", precision="fp32", device="cpu")

@@ -44,7 +44,7 @@ from tqdm import tqdm
 from motionformer.data.build import build_sampler
 from motionformer.data.datasets import read_annotations
 from motionformer.data.decoding import VideoReader, open_video
-from motionformer.data.sampling import Segment
+from motionformer.data.sampling import ClipSampler, Segment
 from motionformer.data.transforms import test_transform
 from motionformer.engine import distributed
 from motionformer.engine.build import model_from_weights
@@ -209,7 +209,7 @@ class _Reader:
             segment = self._segment(item, reader)
             return torch.stack([transform(sampler(reader, segment=segment, clip_index=task)) for task in tasks])
 
-    def _sampler(self) -> Callable[..., Tensor]:
+    def _sampler(self) -> ClipSampler:
         spec = self.spec
         return build_sampler(spec.sampling, training=False, num_frames=spec.num_frames,
                              sampling_rate=spec.sampling_rate, num_clips=self.options.num_clips or spec.num_clips)
