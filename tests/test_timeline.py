@@ -104,3 +104,17 @@ def test_stride_without_window_is_refused(files, capsys):
     video, weights = files
     assert main(["predict", str(video), "--checkpoint", str(weights), "--stride", "1"]) == 2
     assert "--stride needs --window" in capsys.readouterr().err
+
+
+def test_the_timeline_is_decoded_a_batch_of_windows_at_a_time(files, monkeypatch):
+    from motionformer import inference
+
+    video, weights = files
+    read = []
+    original = inference.window_views
+    monkeypatch.setattr(inference, "window_views", lambda *args, **kwargs: read.append(args[2:4]) or
+                        original(*args, **kwargs))
+    windows = predict_timeline([video], weights, window=0.5, stride=0.25, batch_size=2, device="cpu")
+    first = next(windows)
+    assert (first.start, first.end) == (0.0, 0.5) and read == [(0.0, 0.5), (0.25, 0.75)]  # 2 of 15 windows read
+    assert len(list(windows)) == 14 and len(read) == 15
