@@ -65,8 +65,10 @@ def test_features_equal_the_models_forward_on_the_same_views(weights, videos):
         tokens = model.forward_features(views)
         pre_logits = model.forward_head(tokens, pre_logits=True)
         first_block = model.blocks[0](*model.embed(views))
+        forward_path = model.forward_head(model.forward_class_token(views), pre_logits=True)  # what forward reads
     each = extract(video, weights, keep_views=True, precision="fp32", device="cpu")
     torch.testing.assert_close(each.features, pre_logits, rtol=0, atol=1e-6)
+    torch.testing.assert_close(each.features, forward_path, rtol=0, atol=0)
     assert each.times is None and each.features.shape == (6, 32)
     averaged = extract(video, weights, precision="fp32", device="cpu", batch_size=1).features
     torch.testing.assert_close(averaged, pre_logits.mean(0, keepdim=True), rtol=0, atol=1e-6)
@@ -75,6 +77,8 @@ def test_features_equal_the_models_forward_on_the_same_views(weights, videos):
     block = extract(video, weights, feature="tokens", block=0, keep_views=True, precision="fp32", device="cpu")
     assert block.features.shape == (6, 1 + 2 * 4 * 4, 32)  # class token + 2 token frames of 4 x 4 patches
     torch.testing.assert_close(block.features, first_block, rtol=0, atol=1e-6)
+    first_cls = extract(video, weights, feature="cls", block=0, keep_views=True, precision="fp32", device="cpu")
+    torch.testing.assert_close(first_cls.features, first_block[:, 0], rtol=0, atol=1e-6)
 
 
 def test_a_model_object_takes_its_input_from_spec_or_its_weights_record(weights, videos):

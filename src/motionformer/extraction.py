@@ -147,11 +147,14 @@ def video_items(videos: Sequence[str | os.PathLike] = (), annotations: str | os.
 def clip_features(model: Motionformer, clips: Tensor, feature: str = "pre_logits", block: int = -1) -> Tensor:
     """Features of clips (B, 3, T, H, W): ``pre_logits`` (B, C), what the classifier reads; ``cls`` (B, C), the
     class token of ``block``; ``tokens`` (B, 1 + T*S, C), every token of ``block`` (class token first, then the
-    patches frame-major). The blocks after ``block`` are not run."""
+    patches frame-major). The blocks after ``block`` are not run; for the last block's class token only its row
+    is computed there, as ``forward`` does (``forward_class_token``)."""
     depth = len(model.blocks)
     if not -depth <= block < depth:
         raise ValueError(f"block={block} is outside this model's {depth} blocks (0..{depth - 1}, or negative)")
     last = block % depth
+    if feature != "tokens" and last == depth - 1:
+        return _class_token_feature(model, model.forward_class_token(clips), feature)  # (B, 1, C)
     tokens, frames = model.embed(clips)  # (B, 1 + T*S, C)
     for module in model.blocks[:last + 1]:
         tokens = module(tokens, frames)
@@ -159,6 +162,11 @@ def clip_features(model: Motionformer, clips: Tensor, feature: str = "pre_logits
         tokens = model.norm(tokens)
     if feature == "tokens":
         return tokens
+    return _class_token_feature(model, tokens, feature)
+
+
+def _class_token_feature(model: Motionformer, tokens: Tensor, feature: str) -> Tensor:
+    """``cls`` or ``pre_logits`` (B, C) of tokens (B, N, C) whose first is the class token."""
     if feature == "cls":
         return tokens[:, 0]
     return model.forward_head(tokens, pre_logits=True)
