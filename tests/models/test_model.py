@@ -40,8 +40,13 @@ def test_tiny_models_train(options):
     logits = model(x)
     assert torch.isfinite(logits).all() and logits.shape == (2, model.num_classes)
     logits.logsumexp(-1).mean().backward()
+    unused = set(model.unused_by_logits())  # the last block's patch-only weights: the logits skip that path
+    assert unused == ({"blocks.1.attn.proj_q.weight", "blocks.1.attn.proj_q.bias", "blocks.1.attn.proj_kv.weight",
+                       "blocks.1.attn.proj_kv.bias"} if model.attention.value == "trajectory" else set())
     for name, param in model.named_parameters():
-        if param.requires_grad:
+        if name in unused:
+            assert param.grad is None, name
+        elif param.requires_grad:
             assert param.grad is not None and torch.isfinite(param.grad).all(), name
     heads = split_heads(logits, model.heads)
     assert {name: value.shape[1] for name, value in heads.items()} == model.heads
@@ -58,11 +63,13 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     model = Motionformer(**TINY)
     x = torch.randn(1, 3, 4, 32, 32)
     model(x).sum().backward()
-    plain = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    unused = set(model.unused_by_logits())
+    trained = [p for name, p in model.named_parameters() if p.requires_grad and name not in unused]
+    plain = [p.grad.clone() for p in trained]
     model.zero_grad()
     model.set_grad_checkpointing(True)
     model(x).sum().backward()
-    for a, b in zip(plain, [p.grad for p in model.parameters() if p.requires_grad], strict=True):
+    for a, b in zip(plain, [p.grad for p in trained], strict=True):
         torch.testing.assert_close(a, b)
 
 

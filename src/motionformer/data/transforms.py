@@ -91,8 +91,9 @@ def normalize_clips(video: Tensor, mean: Sequence[float], std: Sequence[float]) 
     The same operations as ``train_transform``'s last steps in the workers, so the result is bit-identical.
     """
     shape = (3, 1, 1, 1)
-    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=video.device).view(shape)
-    std_t = torch.as_tensor(std, dtype=torch.float32, device=video.device).view(shape)
+    # non_blocking: a blocking copy to a GPU waits for the device
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(shape).to(video.device, non_blocking=True)
+    std_t = torch.tensor(std, dtype=torch.float32).view(shape).to(video.device, non_blocking=True)
     return video.to(torch.float32).mul_(1.0 / 255).sub_(mean_t).div_(std_t)
 
 

@@ -12,7 +12,7 @@ import dataclasses
 import datetime
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -142,11 +142,19 @@ def broadcast_tensors(tensors: list[Tensor]) -> None:
         dist.broadcast(tensor, src=0)
 
 
-def wrap(model: nn.Module, context: DistributedContext) -> nn.Module:
-    """``model`` in DistributedDataParallel when there are several processes, else as it is."""
+def wrap(model: nn.Module, context: DistributedContext, ignore: Sequence[str] = ()) -> nn.Module:
+    """``model`` in DistributedDataParallel when there are several processes, else as it is.
+
+    ``ignore``: names of parameters the loss never depends on (they get no gradient, which DDP otherwise refuses);
+    DDP leaves them out, and they are sent from the main process here instead.
+    """
     if not context.distributed:
         return model
     device_ids = [context.device.index] if context.device.type == "cuda" else None
+    if ignore:
+        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, list(ignore))
+        parameters = dict(model.named_parameters())
+        broadcast_tensors([parameters[name].data for name in ignore])
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 

@@ -289,7 +289,7 @@ class Trainer:
     def _wrap(self) -> None:
         """DDP under torchrun (its construction sends the main process's weights to every process), then
         ``torch.compile`` when ``train.compile``; the train step runs the result."""
-        module = distributed.wrap(self.model, self.context)
+        module = distributed.wrap(self.model, self.context, ignore=self.model.unused_by_logits())
         if self.config.train.compile:
             module = torch.compile(module)
         self.ddp_model = self.train_step.module = module

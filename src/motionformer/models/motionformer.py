@@ -296,6 +296,16 @@ class Motionformer(nn.Module):
             return self.head(x)
         return torch.cat([getattr(self, f"head{i}")(x) for i in range(len(self.heads))], dim=-1)
 
+    def unused_by_logits(self) -> list[str]:
+        """Names of the parameters ``forward``'s logits do not depend on: those of the last block's attention
+        besides ``qkv`` and ``proj`` (trajectory attention's ``proj_q`` and ``proj_kv``, which only patch tokens
+        use). They get no gradient in training (DDP must be told)."""
+        if not len(self.blocks):
+            return []
+        last = len(self.blocks) - 1
+        return [f"blocks.{last}.attn.{name}" for name, _ in self.blocks[-1].attn.named_parameters()
+                if not name.startswith(("qkv.", "proj."))]
+
     def forward(self, x: Tensor) -> Tensor:
         """(B, 3, F, H, W) -> logits (B, total classes). Never probabilities.
 
