@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from motionformer.models import InputSpec, Motionformer, WeightsInfo, create_model
+from motionformer.models import InputSpec, Motionformer, WeightsInfo, create_model, from_checkpoint
 from motionformer.models.hub import CONFIG_NAME, WEIGHTS_NAME, from_pretrained, save_pretrained
 
 TINY = dict(img_size=32, num_frames=4, depth=2)
@@ -41,6 +41,14 @@ def test_round_trip_keeps_weights_architecture_and_input_spec(tmp_path, override
     clip = torch.randn(2, 3, 4, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(clip), model(clip))
+
+
+def test_from_checkpoint_reads_a_pretrained_folder(tmp_path):
+    model = _model(num_classes=5)
+    loaded = from_checkpoint(save_pretrained(model, tmp_path / "m"))
+    assert loaded.weights_info == model.weights_info
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
 
 
 def _edit_weights(folder: Path, edit) -> None:

@@ -34,7 +34,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                     "class names inside the file; then check it against eager PyTorch on random batches of 1 and 3. "
                     "ONNX needs: pip install \"motionformer[export]\".")
     export.add_argument("checkpoint", metavar="CHECKPOINT",
-                        help="weights: a run's .pt, a .safetensors, a released .pyth, or a model-zoo name")
+                        help="weights: a run's .pt, a .safetensors, a released .pyth, a save_pretrained "
+                             "folder, or a model-zoo name")
     export.add_argument("out", metavar="OUT", help="the file to write (.onnx or .pt2; added when missing)")
     export.add_argument("--format", choices=("onnx", "exported-program"), default="onnx",
                         help="onnx (default; runs on ONNX Runtime) or exported-program (torch.export .pt2)")

@@ -115,14 +115,18 @@ def read_weight_files(weights: Path, meta: Path) -> Motionformer:
 
 def from_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, download: bool = False) -> Motionformer:
     """Build and load a model (eval mode) from a released ``.pyth`` file, a model-zoo name (``k400_mformer_b``, its
-    file in the weights folder; see ``motionformer.models.zoo``) or this library's ``.safetensors``/``.json``;
-    ``model.weights_info`` says what the weights expect.
+    file in the weights folder; see ``motionformer.models.zoo``), this library's ``.safetensors``/``.json`` or a
+    folder of the Hugging Face layout (``save_pretrained``); ``model.weights_info`` says what the weights expect.
 
     The model returns logits (the released code returned softmax probabilities in eval mode). ``download``: fetch
     an absent zoo file (else FileNotFoundError naming its URL and where to put it). ``trust_pickle``: see
     ``load_released``.
     """
     path = resolve(path, download=download)
+    if path.is_dir():
+        from motionformer.models.hub import from_pretrained
+
+        return from_pretrained(path)
     if path.suffix in (".safetensors", ".json"):
         return read_weight_files(path.with_suffix(".safetensors"), path.with_suffix(".json"))
     model, spec, dataset = load_released(path, trust_pickle=trust_pickle)
