@@ -124,9 +124,10 @@ def from_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, down
     """
     path = resolve(path, download=download)
     if path.is_dir():
-        from motionformer.models.hub import from_pretrained
+        from motionformer.models import hub
 
-        return from_pretrained(path)
+        if (path / hub.CONFIG_NAME).is_file():
+            return hub.from_pretrained(path)
     if path.suffix in (".safetensors", ".json"):
         return read_weight_files(path.with_suffix(".safetensors"), path.with_suffix(".json"))
     model, spec, dataset = load_released(path, trust_pickle=trust_pickle)
