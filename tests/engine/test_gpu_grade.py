@@ -3,6 +3,12 @@ scaler, the class-token-only last block, uint8 clips normalised on the device, a
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -193,3 +199,26 @@ def test_a_block_compiles_without_graph_breaks_and_the_compiled_model_matches_ea
     grad = torch.autograd.grad(loss, model.blocks[0].attn.qkv.weight)[0]
     torch.testing.assert_close(loss, eager, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grad, eager_grad, rtol=1e-4, atol=1e-6)
+
+
+GPU_CHECK = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
+
+
+def test_the_gpu_check_script_parses_its_arguments():
+    done = subprocess.run([sys.executable, str(GPU_CHECK), "--help"], capture_output=True, text=True, timeout=120,
+                          cwd=GPU_CHECK.parent)
+    assert done.returncode == 0 and "--tiny" in done.stdout and "--budget-s" in done.stdout
+
+
+@pytest.mark.slow  # about a minute on 2 cores
+def test_the_gpu_check_script_runs_end_to_end_at_tiny_sizes_on_the_cpu(tmp_path):
+    out = tmp_path / "check.json"
+    done = subprocess.run([sys.executable, str(GPU_CHECK), "--tiny", "--device", "cpu", "--skip-compile", "--json",
+                           str(out)], capture_output=True, text=True, timeout=600, cwd=GPU_CHECK.parent,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {row["section"] for row in rows} == {"kernels", "parity", "syncs", "throughput", "training"}
+    assert not [row for row in rows if row["ok"] is False]
+    skipped = {(row["section"], row.get("dtype")) for row in rows if row["ok"] is None}
+    assert skipped == {("syncs", "bf16"), ("training", "fp16")}  # CUDA only
