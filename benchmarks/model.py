@@ -9,15 +9,16 @@ Prints one table and the targets met (on CUDA a second table, mixed precision); 
 number. ``--quick`` runs an 8x224 clip (frames x pixels) with 1 repeat instead of 16x224 with 3.
 
 Rows: ``mformer_b`` (ViT-B, 16x224 clips, 2-frame tubelets: 8 x 196 tokens), batch 1, float32, one network
-with one set of weights, its trajectory attention switched between ours and the straightforward
-``reference=True`` computation (the full (T*S) x (T*S) attention of every head, then ``proj_kv`` applied to all
-T x T*S trajectory tokens, like the released code).
+with one set of weights, run two ways: ours (``model(clip)``: this library's trajectory attention, the last block
+computing the class token's path only) and the straightforward network (``reference=True`` trajectory attention:
+the full (T*S) x (T*S) attention of every head, then ``proj_kv`` applied to all T x T*S trajectory tokens, like the
+released code; and every token through the last block, ``forward_head(forward_features(clip))``).
 
 Method:
 
 - Training step: forward, cross-entropy loss against a fixed label, backward; gradients are zeroed in place
-  after each step (outside the timed region); no optimizer step. The two training steps, the inference pass
-  and the matmul below run once each as warm-up, then each repeat runs all four, alternately, in one process
+  after each step (outside the timed region); no optimizer step. The two training steps, the two inference
+  passes and the matmul below run once each as warm-up, then each repeat runs all five, alternately, in one process
   (the first one rotating from repeat to repeat), so that other work on the machine slows all alike; the
   table reports medians. On CUDA the runs are timed with CUDA events.
 - Activation memory (MB = 2**20 bytes): on CPU each variant runs in a fresh subprocess of this script, before
@@ -30,10 +31,12 @@ Method:
   Children run with glibc's mmap threshold fixed at 128 KiB (``MALLOC_MMAP_THRESHOLD_``), so that freed large
   blocks are returned to the system at once and the RSS follows the live tensors. On CUDA:
   ``torch.cuda.max_memory_allocated`` during one step minus the memory allocated before it.
-- Inference: ours, forward only, no gradients (``inference_mode``), eval mode, batch 1; clips/s = 1 / median.
+- Inference: each variant's forward only, no gradients (``inference_mode``), eval mode, batch 1, timed in the same
+  alternating rounds; clips/s = 1 / median.
 - Achieved FLOP/s of a training step: 3 x forward multiply-adds (the backward pass counted as twice the forward)
   x 2 FLOP per multiply-add / median step time, with the forward multiply-adds of each computation counted by
-  ``motionformer.models.flops.count_flops``. Shown as a fraction of this machine's matrix-multiply rate
+  ``FlopCounterMode`` on a meta copy of the network (with ``models.flops``' formulas for the CPU's fused
+  attention), for each variant's own forward. Shown as a fraction of this machine's matrix-multiply rate
   measured in the same run: 2 n^3 FLOP / median time of a float32 n x n matmul (n = 2048 on CPU, 8192 on CUDA;
   each timed run does ``MATMUL_CALLS`` back to back).
 - CUDA only: training throughput with bfloat16 autocast (float32 weights and gradients) and peak memory
@@ -56,10 +59,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from common import format_table, load_average, log, machine_info, optional, peak_rss_bytes, timed
 from motionformer import create_model
-from motionformer.models.flops import count_flops, set_reference_attention
+from motionformer.models.flops import CUSTOM_FLOP_FORMULAS, set_reference_attention
 
 MODEL = "mformer_b"
 FRAMES, SIZE = 16, 224
@@ -72,7 +76,8 @@ MATMUL_CALLS = 10  # matmuls per timed run
 MIXED_MODELS = ("mformer_b", "mformer_l", "mformer_h")
 MIXED_BATCH = 4
 PAPER_MEMORY = "paper: 7.4 GB with exact trajectory attention, 3.6 GB with Orthoformer-128"
-OURS, STRAIGHTFORWARD, INFERENCE, MATMUL = "ours", "straightforward", "inference", "matmul"
+OURS, STRAIGHTFORWARD, MATMUL = "ours", "straightforward", "matmul"
+INFERENCE = {OURS: "inference (ours)", STRAIGHTFORWARD: "inference (straightforward)"}
 VARIANTS = (OURS, STRAIGHTFORWARD)
 WEIGHT_SEED, DATA_SEED = 0, 1
 MB, GIB = 2**20, 2**30
@@ -97,16 +102,36 @@ def clip_and_labels(model: nn.Module, batch: int, num_frames: int, img_size: int
     return clip.to(device), labels.to(device)
 
 
-def training_step(model: nn.Module, clip: Tensor, labels: Tensor, dtype: torch.dtype | None = None) -> None:
-    """Forward, cross-entropy loss, backward; under autocast to ``dtype`` if given."""
+def forward(model: nn.Module, clip: Tensor, variant: str = OURS) -> Tensor:
+    """Logits of ``variant``: ours (``model(clip)``) or straightforward (reference attention, every token through
+    the last block); switches the model's attention."""
+    set_reference_attention(model, variant == STRAIGHTFORWARD)
+    if variant == STRAIGHTFORWARD:
+        return model.forward_head(model.forward_features(clip))
+    return model(clip)
+
+
+def training_step(model: nn.Module, clip: Tensor, labels: Tensor, dtype: torch.dtype | None = None,
+                  variant: str = OURS) -> None:
+    """Forward, cross-entropy loss, backward of ``variant``; under autocast to ``dtype`` if given."""
     with torch.autocast(clip.device.type, dtype=dtype, enabled=dtype is not None):
-        loss = F.cross_entropy(model(clip), labels)
+        loss = F.cross_entropy(forward(model, clip, variant), labels)
     loss.backward()
 
 
-def warm_up_small(model: nn.Module, device: torch.device) -> None:
+def forward_macs(variant: str, num_frames: int, img_size: int) -> int:
+    """Multiply-adds of one forward of ``variant`` on a meta copy of the network (no arithmetic runs)."""
+    with torch.device("meta"):
+        model = create_model(MODEL).eval()
+        clip = torch.zeros(1, 3, num_frames, img_size, img_size)
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=CUSTOM_FLOP_FORMULAS) as counter:
+        forward(model, clip, variant)
+    return counter.get_total_flops() // 2
+
+
+def warm_up_small(model: nn.Module, device: torch.device, variant: str = OURS) -> None:
     """One step on a tiny clip: starts thread pools and allocates the parameter gradients, then zeroes them."""
-    training_step(model, *clip_and_labels(model, 1, WARMUP_FRAMES, WARMUP_SIZE, device))
+    training_step(model, *clip_and_labels(model, 1, WARMUP_FRAMES, WARMUP_SIZE, device), variant=variant)
     model.zero_grad(set_to_none=False)
 
 
@@ -128,13 +153,12 @@ def measure_memory_child(variant: str, num_frames: int, img_size: int) -> None:
     """Run in a fresh process: print {"activation_mb": ...} for one CPU training step of ``variant``."""
     device = torch.device("cpu")
     model = build(MODEL, device)
-    set_reference_attention(model, variant == STRAIGHTFORWARD)
     clip, labels = clip_and_labels(model, 1, num_frames, img_size, device)
-    warm_up_small(model, device)
+    warm_up_small(model, device, variant)
     gc.collect()
     reset = reset_peak_rss()
     baseline = peak_rss_bytes()
-    training_step(model, clip, labels)
+    training_step(model, clip, labels, variant=variant)
     peak = peak_rss_bytes()
     print(json.dumps({"activation_mb": (peak - baseline) / MB, "baseline_mb": baseline / MB, "peak_reset": reset}))
 
@@ -170,7 +194,7 @@ def cuda_step_memory(step: Callable[[], object], device: torch.device) -> tuple[
 
 def interleaved_times(model: nn.Module, clip: Tensor, labels: Tensor, repeats: int, device: torch.device
                       ) -> tuple[dict[str, list[float]], dict[str, tuple[float, float]]]:
-    """Seconds of the training step of both variants, of ours' inference and of one matmul, run alternately: one
+    """Seconds of the training step and the inference of both variants and of one matmul, run alternately: one
     warm-up each, then ``repeats`` rounds running each once, the start rotating. On CUDA also (peak, activation)
     bytes of one training step of each variant."""
     n = MATMUL_SIZE[device.type]
@@ -179,23 +203,25 @@ def interleaved_times(model: nn.Module, clip: Tensor, labels: Tensor, repeats: i
 
     def train(variant: str) -> Callable[[], None]:
         def step() -> None:
-            set_reference_attention(model, variant == STRAIGHTFORWARD)
-            training_step(model, clip, labels)
+            training_step(model, clip, labels, variant=variant)
 
         return step
 
-    def inference() -> None:
-        set_reference_attention(model, False)
-        model.eval()
-        with torch.inference_mode():
-            model(clip)
-        model.train()
+    def inference(variant: str) -> Callable[[], None]:
+        def run() -> None:
+            model.eval()
+            with torch.inference_mode():
+                forward(model, clip, variant)
+            model.train()
+
+        return run
 
     def matmuls() -> None:
         for _ in range(MATMUL_CALLS):
             torch.mm(a, b)
 
-    runs = {OURS: train(OURS), STRAIGHTFORWARD: train(STRAIGHTFORWARD), INFERENCE: inference, MATMUL: matmuls}
+    runs = {OURS: train(OURS), STRAIGHTFORWARD: train(STRAIGHTFORWARD), INFERENCE[OURS]: inference(OURS),
+            INFERENCE[STRAIGHTFORWARD]: inference(STRAIGHTFORWARD), MATMUL: matmuls}
     memory: dict[str, tuple[float, float]] = {}
     for key, run in runs.items():
         log(f"warm-up: {key}")
@@ -326,14 +352,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             activation_mb[variant] = memory_in_subprocess(variant, frames, size)
 
     model = build(MODEL, device)
-    forward_macs = {OURS: count_flops(model, frames, size)}
-    set_reference_attention(model, True)
-    forward_macs[STRAIGHTFORWARD] = count_flops(model, frames, size)
-    set_reference_attention(model, False)
+    macs = {variant: forward_macs(variant, frames, size) for variant in VARIANTS}
     clip, labels = clip_and_labels(model, 1, frames, size, device)
 
     times, cuda_memory = interleaved_times(model, clip, labels, repeats, device)
-    inference, matmul = times[INFERENCE], times[MATMUL]
+    inference = {variant: statistics.median(times[INFERENCE[variant]]) for variant in VARIANTS}
+    matmul = times[MATMUL]
     del model, clip, labels
     gc.collect()
     n = MATMUL_SIZE[device.type]
@@ -342,10 +366,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for variant in VARIANTS:
         median = statistics.median(times[variant])
-        achieved = 3 * forward_macs[variant] * 2 / median
+        achieved = 3 * macs[variant] * 2 / median
         row = {"variant": variant, "time_s_median": median, "times_s": times[variant],
-               "forward_macs": forward_macs[variant], "achieved_flops": achieved,
-               "fraction_of_matmul": achieved / matmul_rate}
+               "forward_macs": macs[variant], "achieved_flops": achieved,
+               "fraction_of_matmul": achieved / matmul_rate, "inference_s_median": inference[variant],
+               "inference_times_s": times[INFERENCE[variant]]}
         if device.type == "cuda":
             peak, activation = cuda_memory[variant]
             row.update(peak_memory_mb=peak / MB, activation_mb=activation / MB)
@@ -356,10 +381,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     speedup = straightforward["time_s_median"] / ours["time_s_median"]
     memory_ratio = (ours["activation_mb"] / straightforward["activation_mb"]
                     if ours["activation_mb"] is not None and straightforward["activation_mb"] else None)
-    inference_median = statistics.median(inference)
+    inference_speedup = inference[STRAIGHTFORWARD] / inference[OURS]
     checks = [
         {"target": f"ours >= {TARGET_SPEEDUP:g}x faster than straightforward", "value": speedup,
          "met": speedup >= TARGET_SPEEDUP, "text": f"{speedup:.2f}x faster"},
+        {"target": f"ours' inference >= {TARGET_SPEEDUP:g}x faster than straightforward", "value": inference_speedup,
+         "met": inference_speedup >= TARGET_SPEEDUP, "text": f"{inference_speedup:.2f}x faster"},
         {"target": f"ours <= {TARGET_MEMORY_RATIO:g}x straightforward activation memory", "value": memory_ratio,
          "met": memory_ratio is not None and memory_ratio <= TARGET_MEMORY_RATIO,
          "text": optional(memory_ratio, ".2f", "x the memory")},
@@ -378,8 +405,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(f"ours vs straightforward: {speedup:.2f}x faster"
           + ("" if memory_ratio is None else f", {memory_ratio:.2f}x the activation memory"))
-    print(f"inference (ours, forward only, no grad, batch 1): {1 / inference_median:.3f} clips/s "
-          f"({inference_median:.2f} s per clip)")
+    print(f"inference (forward only, no grad, batch 1): ours {1 / inference[OURS]:.3f} clips/s "
+          f"({inference[OURS]:.2f} s per clip), straightforward {1 / inference[STRAIGHTFORWARD]:.3f} clips/s "
+          f"({inference[STRAIGHTFORWARD]:.2f} s); {inference_speedup:.2f}x faster")
     print(f"matmul rate: {matmul_rate / 1e9:.1f} GFLOP/s ({n}x{n} float32, median of {len(matmul)} runs of "
           f"{MATMUL_CALLS}); achieved FLOP/s = 3 x forward multiply-adds x 2 FLOP per multiply-add / step time")
     if mixed:
@@ -400,8 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        else "subprocess peak RSS (VmHWM, reset before the step) minus the RSS before the step",
                        "achieved_flops_convention": "3 x forward multiply-adds x 2 FLOP per multiply-add / time"},
             "rows": rows,
-            "inference": {"times_s": inference, "time_s_median": inference_median,
-                          "clips_per_s": 1 / inference_median},
+            "inference": {variant: {"time_s_median": inference[variant], "clips_per_s": 1 / inference[variant]}
+                          for variant in VARIANTS},
             "matmul": {"size": n, "times_s": matmul, "flops": matmul_rate},
             "mixed_precision": mixed,
             "targets": checks,
