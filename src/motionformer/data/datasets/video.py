@@ -59,7 +59,8 @@ def _reason(error: Exception) -> str:
 class VideoClipDataset(Dataset):
     """One clip per entry (training) or per (entry, view) (testing), as a dict; see the module docstring.
 
-    Training items: ``{"video": float (3, T, H, W), "label", "index", "skipped"}``. Test items are numbered
+    Training items: ``{"video": (3, T, H, W), "label", "index", "skipped"}`` (the transform's float32 or uint8
+    clip). Test items are numbered
     ``entry_index * num_views + view`` (``num_views = sampler.num_views``) and add ``"entry_index"`` and
     ``"view"`` (the sampler's ``clip_index``), so evaluation can average the views of a video; a 3-crop test
     transform makes ``"video"`` (num_crops, 3, T, H, W). ``"label"`` is the entry's label (an int, or a
