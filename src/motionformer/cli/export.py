@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
+# the ONNX exporter's passes log every graph rewrite at INFO
+QUIET_LOGGERS = ("onnxscript", "onnx_ir")
 TOLERANCE = 1e-4  # the largest relative error of the exported logits accepted by the check
 
 
@@ -12,6 +15,9 @@ def _export(args: argparse.Namespace) -> int:
     from motionformer.engine.build import model_from_weights
     from motionformer.export import export_error, export_model
 
+    if not args.verbose:
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     model, _, _ = model_from_weights(args.checkpoint)
     path = export_model(model, args.out, format=args.format)
     print(path)
