@@ -11,7 +11,7 @@ from motionformer.cli import build_parser, main
 from .conftest import TINY_MODEL, run_cli, tiny_overrides
 
 COMMANDS = [[], ["demo"], ["train"], ["test"], ["predict"], ["visualize"], ["config"], ["config", "show"],
-            ["config", "list"], ["flops"], ["convert"], ["data"], ["data", "synthetic"], ["data", "check"],
+            ["config", "list"], ["flops"], ["convert"], ["export"], ["data"], ["data", "synthetic"], ["data", "check"],
             ["bench"], ["bench", "motion"], ["lra"], ["lra", "generate"], ["lra", "train"], ["lra", "cost"],
             ["lra", "report"]]
 
