@@ -43,10 +43,11 @@ def _weights_info(model: Motionformer) -> WeightsInfo:
 
 
 def example_input(model: Motionformer, batch_size: int = EXAMPLE_BATCH, seed: int = 0) -> Tensor:
-    """A random float32 batch (B, 3, frames, crop, crop) of the size the model's weights expect."""
+    """A random float32 batch (B, 3, frames, crop, crop) of the size the model's weights expect, on its device."""
     spec = _weights_info(model).input
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch_size, 3, spec.num_frames, spec.crop_size, spec.crop_size, generator=generator)
+    video = torch.randn(batch_size, 3, spec.num_frames, spec.crop_size, spec.crop_size, generator=generator)
+    return video.to(next(model.parameters()).device)
 
 
 def _check_onnx_supported(model: Motionformer) -> None:
@@ -62,7 +63,8 @@ def _check_onnx_supported(model: Motionformer) -> None:
 
 
 def export_program(model: Motionformer) -> torch.export.ExportedProgram:
-    """The model's inference graph (eval mode, no autograd) with a dynamic batch; the model is left in eval mode."""
+    """The model's inference graph (eval mode, no autograd) on the model's device with a dynamic batch; the model
+    is left in eval mode and float32."""
     model.eval().float()
     batch = torch.export.Dim("batch", min=1)
     with torch.no_grad():
@@ -103,7 +105,7 @@ def export_model(model: Motionformer, output: str | os.PathLike, format: str = "
 
 def load_exported(path: str | os.PathLike) -> tuple[Callable[[Tensor], Tensor], WeightsInfo]:
     """A function video (B, 3, frames, H, W) -> logits that runs an exported file (ONNX Runtime on the CPU for
-    ``.onnx``), and the weights' record stored in it."""
+    ``.onnx``, CPU logits), and the weights' record stored in it."""
     path = Path(path)
     if path.suffix == ".onnx":
         import onnxruntime
@@ -112,7 +114,8 @@ def load_exported(path: str | os.PathLike) -> tuple[Callable[[Tensor], Tensor], 
         record = session.get_modelmeta().custom_metadata_map[METADATA_KEY]
 
         def run(video: Tensor) -> Tensor:
-            return torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(video.numpy())})[0])
+            inputs = {INPUT_NAME: np.ascontiguousarray(video.cpu().numpy())}
+            return torch.from_numpy(session.run([OUTPUT_NAME], inputs)[0])
     else:
         extra = {f"{METADATA_KEY}.json": ""}
         module = torch.export.load(path, extra_files=extra).module()
@@ -136,8 +139,8 @@ def export_error(path: str | os.PathLike, model: Motionformer, batch_sizes: Sequ
         video = example_input(model, size, seed=size)
         with torch.random.fork_rng(), torch.no_grad():
             torch.manual_seed(size)
-            eager = model(video)
+            eager = model(video).cpu()
             torch.manual_seed(size)
-            exported = run(video)
+            exported = run(video).cpu()
         errors.append(((exported - eager).norm() / eager.norm()).item())
     return max(errors)
