@@ -94,8 +94,8 @@ def video_scores(model: nn.Module, views: Tensor, *, batch_size: int = 8,
     for start in range(0, len(flat), batch_size):
         chunk = flat[start:start + batch_size].to(device)[:, None]  # (b, 1, 3, T, H, W): one crop per item
         for head, scores in predict_views(model, chunk, autocast_dtype).items():
-            sums[head] = sums.get(head, 0) + scores.double().sum(0).cpu()
-    return {head: (total / len(flat)).float() for head, total in sums.items()}
+            sums[head] = sums.get(head, 0) + scores.double().sum(0)  # on the device: no wait per chunk
+    return {head: (total / len(flat)).float().cpu() for head, total in sums.items()}
 
 
 def head_class_names(class_names: ClassNames, head: str) -> list[str] | None:
