@@ -134,6 +134,18 @@ class VideoPrediction:
                 "top": {head: [[name, score] for name, score in ranked] for head, ranked in self.top.items()}}
 
 
+def _load_for(videos: Sequence[str | os.PathLike], checkpoint: str | os.PathLike, device: str, precision: str
+              ) -> tuple[nn.Module, ClassNames, InputSpec, torch.dtype | None]:
+    """The checkpoint's model (eval mode, on ``device``), class names, input spec and autocast dtype, once every
+    video is known to exist (FileNotFoundError naming the first missing one)."""
+    for video in videos:
+        if not Path(video).exists():
+            raise FileNotFoundError(f"video not found: {video}")
+    model, class_names, spec = model_from_weights(checkpoint)
+    target = distributed.resolve_device(device)
+    return model.to(target).eval(), class_names, spec, inference_dtype(precision, target)
+
+
 def predict(videos: Sequence[str | os.PathLike], checkpoint: str | os.PathLike, *, top_k: int = 5,
             device: str = "auto", num_clips: int | None = None, num_crops: int | None = None,
             batch_size: int = 8, precision: str = "auto") -> list[VideoPrediction]:
@@ -143,12 +155,7 @@ def predict(videos: Sequence[str | os.PathLike], checkpoint: str | os.PathLike, 
 
     Raises FileNotFoundError for a missing video and ValueError naming a video that cannot be decoded.
     """
-    for video in videos:
-        if not Path(video).exists():
-            raise FileNotFoundError(f"video not found: {video}")
-    model, class_names, spec = model_from_weights(checkpoint)
-    target = distributed.resolve_device(device)
-    model, dtype = model.to(target).eval(), inference_dtype(precision, target)
+    model, class_names, spec, dtype = _load_for(videos, checkpoint, device, precision)
     answers = []
     for video in videos:
         scores = video_scores(model, video_views(video, spec, num_clips=num_clips, num_crops=num_crops),
@@ -183,12 +190,8 @@ def predict_timeline(videos: Sequence[str | os.PathLike], checkpoint: str | os.P
 
     Raises FileNotFoundError for a missing video and ValueError naming a video that cannot be decoded.
     """
-    for video in videos:
-        if not Path(video).exists():
-            raise FileNotFoundError(f"video not found: {video}")
-    model, class_names, spec = model_from_weights(checkpoint)
-    target = distributed.resolve_device(device)
-    model, dtype = model.to(target).eval(), inference_dtype(precision, target)
+    model, class_names, spec, dtype = _load_for(videos, checkpoint, device, precision)
+    target = next(model.parameters()).device
     for video in videos:
         with open_video(video) as reader:
             windows = sliding_windows(reader.duration, window, stride or window)
