@@ -72,23 +72,31 @@ def check_videos(annotations: Annotations, *, root: str | os.PathLike | None = N
     for entry in annotations.entries:
         videos.setdefault(entry.path, []).append(entry)
     meter = _Progress(len(videos), enabled=progress)
-    failed: list[dict[str, str]] = []
+    results: list[tuple[Path, str | None]] = []  # one append per video: an interrupt never splits the counts
+    reported = 0  # failures passed to on_failure so far
     decoder_threads = 0 if workers == 1 else 1
     pool = ThreadPoolExecutor(max_workers=workers)
+    interrupted = False
     try:
-        for path, reason in pool.map(lambda item: (item[0], _check_video(*item, decoder_threads)), videos.items()):
-            if reason is not None:
-                failed.append({"path": _as_listed(path, root), "reason": reason})
+        for result in pool.map(lambda item: (item[0], _check_video(*item, decoder_threads)), videos.items()):
+            results.append(result)
+            if result[1] is not None:
                 if on_failure is not None:
-                    on_failure(failed[-1])
-            meter.advance(failed=len(failed))
+                    on_failure({"path": _as_listed(result[0], root), "reason": result[1]})
+                reported += 1
+            meter.advance(failed=reported)
     except KeyboardInterrupt:
+        interrupted = True
         pool.shutdown(wait=False, cancel_futures=True)
-        meter.close()
-        return CheckReport(checked=meter.count, ok=meter.count - len(failed), failed=failed, total=len(videos))
-    pool.shutdown()
+    else:
+        pool.shutdown()
     meter.close()
-    return CheckReport(checked=len(videos), ok=len(videos) - len(failed), failed=failed)
+    failed = [{"path": _as_listed(path, root), "reason": reason} for path, reason in results if reason is not None]
+    if on_failure is not None:
+        for failure in failed[reported:]:  # found just before an interrupt
+            on_failure(failure)
+    return CheckReport(checked=len(results), ok=len(results) - len(failed), failed=failed,
+                       total=len(videos) if interrupted else None)
 
 
 def run_check(annotations_path: str | os.PathLike, root: str | os.PathLike | None = None, format: str = "auto",
