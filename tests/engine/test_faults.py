@@ -113,3 +113,27 @@ def test_sigterm_to_the_process_group_checkpoints_and_exits_130(uninterrupted, t
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     if workers == 1:  # the uninterrupted run's loader
         _assert_same_weights(uninterrupted, output)
+
+
+def test_sigterm_to_a_torchrun_group_checkpoints_and_the_rerun_resumes(tiny_data, tmp_path):
+    import subprocess
+    import sys
+
+    output = tmp_path / "ddp"
+    args = tiny_overrides(tiny_data, output, "train.epochs=3", "train.checkpoint_every=1", "train.test_at_end=false",
+                          "train.eval_every=0", "data.batch_size=2", "train.effective_batch=4", "data.workers=1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+               "motionformer", "train", "synthetic-tiny", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    _wait_for_step(process, output / "checkpoints" / "last.pt", 2, timeout=300)
+    os.killpg(process.pid, signal.SIGTERM)  # the launcher, both ranks and their workers
+    _, stderr = process.communicate(timeout=180)
+    assert process.returncode != 0  # torchrun reports a stop by signal as its own failure (with its own traceback)
+    assert stderr.count("run the same command again to resume") == 2, stderr[-3000:]  # one line from each rank
+    stopped_at = load_checkpoint(output / "checkpoints" / "last.pt")["step"]
+    assert stopped_at >= 2
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"step {stopped_at}" in rerun.stderr and load_checkpoint(output / "checkpoints" / "last.pt")["step"] == 15
