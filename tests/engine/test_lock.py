@@ -37,3 +37,21 @@ def test_the_lock_of_a_killed_process_is_free(tmp_path):
     holder.wait()
     with RunLock(tmp_path):
         pass
+
+
+def test_a_forked_child_does_not_keep_the_lock_of_a_killed_parent(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import os, sys, time
+        from motionformer.engine.lock import RunLock
+        RunLock({str(tmp_path)!r}).acquire()
+        if os.fork() == 0:  # a data-loading worker, say, that outlives its parent for a while
+            time.sleep(30)
+            os._exit(0)
+        print("held", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with RunLock(tmp_path):  # the child is still alive, and the lock is free
+        pass

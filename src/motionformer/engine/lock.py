@@ -1,12 +1,14 @@
 """One run per output folder: an exclusive lock held while a run writes there.
 
 The lock is ``FOLDER/.lock``, locked with ``fcntl.flock``: the kernel releases it when the holding process ends,
-however it ends (kill -9 included), so a stale lock never blocks a new run. The file names its holder (host,
-process id, start time) so that a refused run can say who holds the folder.
+however it ends (kill -9 included), so a stale lock never blocks a new run. Processes forked while it is held
+(data-loading workers) close their copy at once, so a worker outliving a killed run does not keep the lock. The
+file names its holder (host, process id, start time) so that a refused run can say who holds the folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -18,6 +20,17 @@ from types import TracebackType
 from motionformer.engine import RunError
 
 LOCK_NAME = ".lock"
+_HELD: set[int] = set()  # descriptors of the locks this process holds
+
+
+def _close_held_in_child() -> None:
+    for handle in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(handle)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
 
 
 class FolderLockedError(RunError):
@@ -46,9 +59,11 @@ class RunLock:
         os.ftruncate(handle, 0)
         os.write(handle, (json.dumps(record) + "\n").encode())
         self._file = handle
+        _HELD.add(handle)
 
     def release(self) -> None:
         if self._file is not None:
+            _HELD.discard(self._file)
             os.close(self._file)  # closing releases the flock; the file stays (removing it would race)
             self._file = None
 
