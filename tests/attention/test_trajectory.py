@@ -143,16 +143,18 @@ def test_bad_token_count_names_the_numbers(tokens, frames):
         trajectory_attention(q, q, q, frames, None, temporal_pooling="average")
 
 
-@pytest.mark.parametrize("device, batch, expected", [("cpu", 1, 4), ("cpu", 8, 28), ("meta", 1, 1), ("meta", 4, 1),
-                                                    ("meta", 8, 2)])
+@pytest.mark.parametrize("device, batch, expected", [("cpu", 1, 7), ("cpu", 8, 56), ("meta", 1, 1), ("meta", 2, 1),
+                                                    ("meta", 4, 2), ("meta", 8, 4)])
 def test_query_chunks_bound_the_intermediates_including_the_batch(device, batch, expected):
-    """At ViT-B size (8 x 196 queries, 12 heads, C = 768) every (B, n, H, C) intermediate stays under the bound.
+    """At ViT-B size (8 x 196 queries, 12 heads, C = 768) every (rows, 2H, C) intermediate stays under the bound.
 
-    The CPU bound is 2^22 elements; other devices (meta stands for a GPU here) take 16 times more.
+    Chunks are rows n*B + b of whole queries. The CPU bound is 2^22 elements; other devices (meta stands for a
+    GPU here) take 16 times more.
     """
     chunks = trajectory_module._chunks(batch, 1568, 12, 768, torch.device(device))
     assert [c.start for c in chunks[1:]] == [c.stop for c in chunks[:-1]]
-    assert chunks[0].start == 0 and chunks[-1].stop == 1568
+    assert chunks[0].start == 0 and chunks[-1].stop == 1568 * batch
+    assert all(c.start % batch == 0 and c.stop % batch == 0 for c in chunks)
     bound = trajectory_module.CHUNK_ELEMENTS * (1 if device == "cpu" else trajectory_module.ACCELERATOR_CHUNK_FACTOR)
-    assert all(batch * (c.stop - c.start) * 12 * 768 <= bound for c in chunks)
+    assert all((c.stop - c.start) * 2 * 12 * 768 <= bound for c in chunks)
     assert len(chunks) == expected

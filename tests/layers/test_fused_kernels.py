@@ -44,16 +44,16 @@ def test_every_attention_runs_with_the_flash_kernel_only(name):
 # launches fails here. On the meta device scaled_dot_product_attention runs as its math decomposition
 # (about 14 operations forward and backward), where a GPU launches its fused kernels.
 PINNED_LAUNCHES = {
-    "joint": 28,
-    "time": 56,
-    "space": 54,
-    "trajectory": 80,
-    "trajectory_original_values": 79,
-    "trajectory_average": 53,
-    "trajectory_space_time": 75,
-    "orthoformer": 494,
-    "nystrom": 324,
-    "performer": 128,
+    "joint": 23,
+    "time": 51,
+    "space": 49,
+    "trajectory": 71,
+    "trajectory_original_values": 73,
+    "trajectory_average": 48,
+    "trajectory_space_time": 67,
+    "orthoformer": 486,
+    "nystrom": 316,
+    "performer": 120,
 }
 
 
@@ -67,8 +67,10 @@ def test_kernel_launches_per_layer_are_pinned(name, vit_b_launches):
     assert vit_b_launches[name] <= PINNED_LAUNCHES[name], vit_b_launches
 
 
-def test_exact_trajectory_attention_launches_within_three_times_joint(vit_b_launches):
-    assert vit_b_launches["trajectory"] <= 3 * vit_b_launches["joint"], vit_b_launches
+def test_exact_trajectory_attention_adds_at_most_48_launches_to_joint(vit_b_launches):
+    """Beyond joint attention's operations: the class token's attention, the frame attention's expand and the
+    temporal stage (about 24 operations forward and backward, one query chunk)."""
+    assert vit_b_launches["trajectory"] - vit_b_launches["joint"] <= 48, vit_b_launches
 
 
 def test_greedy_selection_takes_three_operations_per_step():

@@ -104,9 +104,10 @@ def temporal_attention(
     gradient is zero). The key bias cancels in the softmax, so its gradient is exactly zero too.
 
     Queries are processed in chunks of bounded memory (``CHUNK_ELEMENTS``), forward and backward,
-    and the backward recomputes the (token, head, C) intermediates instead of storing them: only the
-    trajectories (already kept by the first stage), the reference tokens, the temporal queries and
-    the temporal weights are saved.
+    and the backward recomputes the (query, head, C) intermediates instead of storing them: only the
+    trajectories (already kept by the first stage), the temporal queries and the temporal weights are
+    saved. The trajectory tokens are read in place when the first stage wrote them frame-major, query
+    next (as the fused kernels of ``exact_frame_attention`` do), and copied once otherwise.
     """
     return _temporal_heads(trajectories, projections, original_temporal_values).flatten(2)
 
@@ -119,25 +120,24 @@ def _temporal_heads(trajectories: Tensor, projections: TemporalProjections, orig
                                     original_temporal_values)
 
 
-# Elements of the largest (batch, queries, heads, channels) intermediate of the temporal stage on the CPU
-# (16 MiB in float32, which keeps the activation memory of the earlier per-clip chunks). Queries are
-# processed in chunks that keep every intermediate below the bound. Other devices take
-# ACCELERATOR_CHUNK_FACTOR times more (256 MiB in float32), since a GPU step otherwise waits on the launches
-# of many small chunks: ViT-B at 8 x 196 runs in one chunk up to batch 4.
+# Elements of the largest intermediate of the temporal stage, (queries, 2 x heads, channels) per chunk, on the
+# CPU (16 MiB in float32). Queries are processed in chunks that keep every intermediate below the bound.
+# Other devices take ACCELERATOR_CHUNK_FACTOR times more (256 MiB in float32), since a GPU step otherwise
+# waits on the launches of many small chunks: ViT-B at 8 x 196 runs in one chunk up to batch 2.
 CHUNK_ELEMENTS = 1 << 22
 ACCELERATOR_CHUNK_FACTOR = 16
 
 
 def _chunks(batch: int, num_queries: int, heads: int, channels: int, device: torch.device) -> list[slice]:
-    """Query ranges whose (batch, chunk, heads, channels) intermediates hold at most the device's bound.
+    """Rows of the (queries x batch) token matrix, whole queries per chunk, whose intermediates fit the bound.
 
     Every device but the CPU takes the accelerator bound, the meta device included (launch counts model a GPU).
     While ``torch.export`` traces, the bound holds per clip instead, so the exported graph works for any batch.
     """
     budget = CHUNK_ELEMENTS * (1 if device.type == "cpu" else ACCELERATOR_CHUNK_FACTOR)
-    per_chunk = heads * channels * (1 if torch.compiler.is_exporting() else batch)
-    size = max(1, budget // per_chunk)
-    return [slice(start, min(start + size, num_queries)) for start in range(0, num_queries, size)]
+    per_query = 2 * heads * channels * (1 if torch.compiler.is_exporting() else batch)
+    size = max(1, budget // per_query)
+    return [slice(start * batch, min(start + size, num_queries) * batch) for start in range(0, num_queries, size)]
 
 
 def _joined(parts: list[Tensor], dim: int) -> Tensor:
@@ -150,32 +150,39 @@ def _summed(parts: list[Tensor], dtype: torch.dtype) -> Tensor:
     return parts[0].to(dtype) if len(parts) == 1 else torch.stack(parts).sum(0, dtype=dtype)
 
 
-def _key_value_weights(kv_weight: Tensor, heads: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """W_k and W_v per head: (H, D, C) each, in ``dtype``; output channel g*D + e of ``proj_kv`` is (head g, e)."""
-    c = kv_weight.shape[1]
-    return kv_weight[:c].to(dtype).view(heads, c // heads, c), kv_weight[c:].to(dtype).view(heads, c // heads, c)
+def _token_matrix(trajectories: Tensor) -> Tensor:
+    """Every query's trajectory tokens, heads merged: (B, H, T, N, D) -> (N*B, T, H*D), row n*B + b.
 
-
-def _scaled_bmm(a: Tensor, b: Tensor, scale: float) -> Tensor:
-    """``scale * (a @ b)`` for (G, n, k) x (G, k, m) in one GEMM.
-
-    The scale applies to the GEMM's accumulator, so a half-precision result cannot overflow where
-    the unscaled product would.
+    A view when the trajectories lie (T, N, B, H, D)-major in memory, the layout of the fused attention kernels'
+    output in ``exact_frame_attention``; a copy otherwise.
     """
-    return torch.baddbmm(a.new_empty(()), a, b, beta=0, alpha=scale)
+    b, h, t, n, d = trajectories.shape
+    return trajectories.permute(3, 0, 2, 1, 4).reshape(n * b, t, h * d)
 
 
-def _heads_first(x: Tensor, heads: int) -> Tensor:
-    """(B, n, H*D) -> (H, B*n, D), a view where the layout allows."""
-    return x.unflatten(-1, (heads, -1)).permute(2, 0, 1, 3).flatten(1, 2)
+def _own_frame(tokens: Tensor, batch: int) -> Tensor:
+    """Each query's token at its own frame, as a view: (N*B, T, C) -> (T, S*B, C), frame t holding its S*B rows."""
+    rows, t, _ = tokens.shape
+    # row (t_q*S + s)*B + b -> (T_q, S, B, T_k, C); the diagonal t_q = t_k is (S, B, C, T)
+    own = tokens.unflatten(0, (t, rows // (t * batch), batch)).diagonal(dim1=0, dim2=3)
+    return own.permute(3, 0, 1, 2).flatten(1, 2)
 
 
-def _temporal_queries(query: Tensor, k_weight: Tensor) -> Tensor:
-    """W_k^T q~ / sqrt(D) per head, the key bias left out (it cancels): (B, n, C) -> (B, n, H, C), a view."""
-    h, d, _ = k_weight.shape
-    # (H, B*n, D) x (H, D, C) -> (H, B*n, C)
-    return _scaled_bmm(_heads_first(query, h), k_weight, head_scale(d)).unflatten(1, (query.shape[0], -1)).permute(
-        1, 2, 0, 3)
+def _heads_first(rows: Tensor, heads: int) -> Tensor:
+    """(r, H*D) -> (H, r, D), a view."""
+    return rows.unflatten(-1, (heads, -1)).transpose(0, 1)
+
+
+def _scaled_query(own: Tensor, weight: Tensor, bias: Tensor | None, scale: float) -> Tensor:
+    """The temporal queries times 1/sqrt(D), scale * (W_q y~_own + b_q): (T, S*B, C) -> (N*B, C), one GEMM.
+
+    The scale applies to the GEMM's accumulator, so a half-precision result cannot overflow where the unscaled
+    product would.
+    """
+    weight_t = weight.t().expand(own.shape[0], -1, -1)
+    if bias is None:
+        return torch.baddbmm(own.new_empty(()), own, weight_t, beta=0, alpha=scale).flatten(0, 1)
+    return torch.baddbmm(bias, own, weight_t, beta=scale, alpha=scale).flatten(0, 1)
 
 
 class _TemporalAttention(torch.autograd.Function):
@@ -184,22 +191,24 @@ class _TemporalAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, trajectories, q_weight, q_bias, kv_weight, kv_bias, original_temporal_values):
         b, h, _, n, d = trajectories.shape
-        dtype = trajectories.dtype
-        k_weight, v_weight = _key_value_weights(kv_weight, h, dtype)
+        dtype, c = trajectories.dtype, h * d
         with full_precision(trajectories.device):  # dtypes are chosen explicitly here
+            tokens = _token_matrix(trajectories)  # (NB, T, C)
             bias_q = q_bias.to(dtype) if q_bias is not None else None
-            reference = _reference_tokens(trajectories)  # (B, N, C)
-            query = F.linear(reference, q_weight.to(dtype), bias_q)  # (B, N, C)
+            query = _scaled_query(_own_frame(tokens, b), q_weight.to(dtype), bias_q, head_scale(d))  # (NB, C)
+            k_weight, v_weight = kv_weight.to(dtype).view(2 * h, d, c).split(h)  # (H, D, C) each
             v_bias = None
             if kv_bias is not None and not original_temporal_values:
-                v_bias = kv_bias[h * d:].to(dtype).view(h, 1, d)
-            parts = [_forward_chunk(trajectories, query, k_weight, v_weight, v_bias, chunk, original_temporal_values)
-                     for chunk in _chunks(b, n, h, h * d, trajectories.device)]
-        weights = _joined([w for w, _ in parts], dim=1)  # (B, N, H, T), float32 or wider
-        pooled = _joined([p for _, p in parts], dim=1)  # (B, N, H, D)
-        ctx.save_for_backward(trajectories, q_weight, q_bias, kv_weight, kv_bias, reference, query, weights)
+                v_bias = kv_bias[c:].to(dtype).view(h, 1, d)
+            parts = [_forward_chunk(tokens[rows], query[rows], k_weight, v_weight, v_bias, original_temporal_values)
+                     for rows in _chunks(b, n, h, c, trajectories.device)]
+        weights = _joined([w for w, _ in parts], dim=0)  # (NB, H, T), float32 or wider
+        ctx.save_for_backward(trajectories, q_weight, q_bias, kv_weight, kv_bias, query, weights)
         ctx.original_temporal_values = original_temporal_values
-        return pooled
+        if original_temporal_values:  # (NB, H, D) -> (B, N, H, D), a view
+            return _joined([p for _, p in parts], dim=0).unflatten(0, (n, b)).transpose(0, 1)
+        # (H, NB, D) -> (B, N, H, D), a view
+        return _joined([p for _, p in parts], dim=1).unflatten(1, (n, b)).permute(2, 1, 0, 3)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -208,116 +217,106 @@ class _TemporalAttention(torch.autograd.Function):
             return (*_temporal_backward(grad_pooled, *ctx.saved_tensors, ctx.original_temporal_values), None)
 
 
+def _forward_chunk(tokens: Tensor, query: Tensor, k_weight: Tensor, v_weight: Tensor, v_bias: Tensor | None,
+                   original: bool) -> tuple[Tensor, Tensor]:
+    """Temporal weights (r, H, T) in float32 or wider and pooled tokens of the rows ``tokens`` (r, T, C).
+
+    The pooled tokens are (H, r, D), or (r, H, D) for ``original`` values. ``v_bias``: (H, 1, D) or None.
+    """
+    h, d, _ = k_weight.shape
+    # W_k^T q~ / sqrt(D) per head: (H, r, D) x (H, D, C) -> (H, r, C); then x (r, C, T) per row -> (r, H, T)
+    scores = torch.bmm(torch.bmm(_heads_first(query, h), k_weight).transpose(0, 1), tokens.transpose(1, 2))
+    w = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))
+    wd = w.to(tokens.dtype)
+    if original:  # head g pools its own channels of y~
+        return w, torch.einsum("rht,rthd->rhd", wd, tokens.unflatten(-1, (h, d)))
+    # W_v after pooling: (r, H, T) x (r, T, C) -> (r, H, C) -> (H, r, C) x (H, C, D) -> (H, r, D)
+    mixed = torch.bmm(wd, tokens).transpose(0, 1)
+    if v_bias is None:
+        return w, torch.bmm(mixed, v_weight.transpose(1, 2))
+    return w, torch.baddbmm(v_bias, mixed, v_weight.transpose(1, 2))
+
+
 def _temporal_backward(grad_pooled: Tensor, trajectories: Tensor, q_weight: Tensor, q_bias: Tensor | None,
-                       kv_weight: Tensor, kv_bias: Tensor | None, reference: Tensor, query: Tensor, weights: Tensor,
-                       original: bool) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Tensor | None]:
+                       kv_weight: Tensor, kv_bias: Tensor | None, query: Tensor, weights: Tensor, original: bool
+                       ) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Tensor | None]:
     """Gradients of the trajectories, proj_q's weight and bias and proj_kv's weight and bias."""
     b, h, t, n, d = trajectories.shape
-    c, dtype = h * d, trajectories.dtype
-    k_weight, v_weight = _key_value_weights(kv_weight, h, dtype)
-    grad_out = grad_pooled.to(dtype).reshape(b, n, h, d)
-    grad_traj = torch.empty_like(trajectories)  # same strides: the first stage needs no copy
-    parts = [_backward_chunk(trajectories, query, weights, grad_out, grad_traj, k_weight, v_weight, chunk,
-                             original) for chunk in _chunks(b, n, h, c, trajectories.device)]
-    grad_query = _joined([part[0] for part in parts], dim=1)  # (B, N, C)
-    # the query's own trajectory token: (B, N, C) -> the diagonal of grad_traj, (B, H, S, D, T)
-    grad_reference = (grad_query @ q_weight.to(dtype)).view(b, t, n // t, h, d).permute(0, 3, 2, 4, 1)
-    _diagonal(grad_traj).add_(grad_reference)
+    c, dtype, scale = h * d, trajectories.dtype, head_scale(d)
+    tokens = _token_matrix(trajectories)  # (NB, T, C)
+    grad_out = grad_pooled.to(dtype).view(b, n, h, d)
+    grad_tokens = tokens.new_empty(tokens.shape)
+    weight_heads = kv_weight.to(dtype).view(2 * h, d, c)  # [W_k; W_v] per head
+    chunk = _backward_chunk_original if original else _backward_chunk
+    parts = [chunk(tokens[rows], query[rows], weights[rows], grad_out[:, rows.start // b:rows.stop // b],
+                   weight_heads, scale, grad_tokens[rows]) for rows in _chunks(b, n, h, c, trajectories.device)]
+    grad_query = _joined([part[0] for part in parts], dim=1).transpose(0, 1).reshape(n * b, c)  # of q~, unscaled
+    # the query's own trajectory token: y~_own = the diagonal of the trajectories
+    _own_frame(grad_tokens, b).add_((grad_query @ q_weight.to(dtype)).view(t, -1, c))
     acc = torch.promote_types(q_weight.dtype, torch.float32)  # weight gradients accumulate here
-    grad_q_weight = (grad_query.flatten(0, 1).T.to(acc) @ reference.flatten(0, 1).to(acc)).to(q_weight.dtype)
-    grad_q_bias = grad_query.sum((0, 1), dtype=acc).to(q_bias.dtype) if q_bias is not None else None
-    grad_k_weight = _summed([part[1] for part in parts], acc)  # (H, D, C)
+    own = _own_frame(tokens, b).reshape(n * b, c)
+    grad_q_weight = (grad_query.T.to(acc) @ own.to(acc)).to(q_weight.dtype)
+    grad_q_bias = grad_query.sum(0, dtype=acc).to(q_bias.dtype) if q_bias is not None else None
+    grad_kv_weight = _summed([part[1] for part in parts], acc).view(-1, c)
     if original:  # the value half of proj_kv is unused: zero gradient
-        grad_kv_weight = F.pad(grad_k_weight.view(c, c), (0, 0, 0, c))
-    else:
-        grad_kv_weight = torch.cat([grad_k_weight, _summed([part[2] for part in parts], acc)]).view(2 * c, c)
+        grad_kv_weight = F.pad(grad_kv_weight, (0, 0, 0, c))
     grad_kv_weight = grad_kv_weight.to(kv_weight.dtype)
     grad_kv_bias = None
     if kv_bias is not None:  # the key bias cancels in the softmax: zero gradient, as for unused values
         grad_v_bias = grad_out.new_zeros(c) if original else grad_out.sum((0, 1), dtype=acc).view(c)
         grad_kv_bias = F.pad(grad_v_bias, (c, 0)).to(kv_bias.dtype)
-    return grad_traj, grad_q_weight, grad_q_bias, grad_kv_weight, grad_kv_bias
+    # (NB, T, C) -> (B, H, T, N, D), a view
+    return grad_tokens.view(n, b, t, h, d).permute(1, 3, 2, 0, 4), grad_q_weight, grad_q_bias, grad_kv_weight, \
+        grad_kv_bias
 
 
-def _forward_chunk(trajectories: Tensor, query: Tensor, k_weight: Tensor, v_weight: Tensor, v_bias: Tensor | None,
-                   chunk: slice, original: bool) -> tuple[Tensor, Tensor]:
-    """Temporal weights (B, n, H, T) in float32 or wider and pooled tokens (B, n, H, D) of the queries ``chunk``.
+def _backward_chunk(tokens: Tensor, query: Tensor, weights: Tensor, grad_out: Tensor, weight_heads: Tensor,
+                    scale: float, grad_tokens: Tensor) -> tuple[Tensor, Tensor]:
+    """Gradients of the rows ``tokens`` (r, T, C): writes ``grad_tokens`` (r, T, C, contiguous), returns the
+    gradient of the unscaled temporal queries (H, r, D) and of ``proj_kv``'s weight per head (2H, D, C).
 
-    ``v_bias``: (H, 1, D) or None. The pooled tokens may be a non-contiguous view.
+    Keys and values go through one GEMM each way: [q~/sqrt(D); grad out] (2H, r, D) against [W_k; W_v] gives
+    [W_k^T q~/sqrt(D); grad of the pooled mixture] (2H, r, C), and [grad scores; weights] (r, 2H, T) against the
+    tokens gives [grad of W_k^T q~/sqrt(D); the pooled mixture]. One (2H, r, C) intermediate is alive at a time.
     """
-    b, h, t, _, d = trajectories.shape
-    tokens = _tokens(trajectories, chunk)  # (B, n, T, C)
-    scores = _temporal_queries(query[:, chunk], k_weight) @ tokens.transpose(-2, -1)  # (B, n, H, T), scaled
-    w = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))
-    wd = w.to(tokens.dtype)
-    if original:  # head g pools its own channels of y~
-        return w, torch.einsum("bnht,bnthd->bnhd", wd, tokens.view(b, -1, t, h, d))
-    # W_v after pooling: (B, n, H, T) x (B, n, T, C) -> (B, n, H, C) -> (H, B*n, C) x (H, C, D) -> (H, B*n, D)
-    mixed = (wd @ tokens).permute(2, 0, 1, 3).flatten(1, 2)
-    pooled = torch.bmm(mixed, v_weight.transpose(-2, -1)) if v_bias is None else torch.baddbmm(
-        v_bias, mixed, v_weight.transpose(-2, -1))
-    return w, pooled.unflatten(1, (b, -1)).permute(1, 2, 0, 3)  # (B, n, H, D), a view
+    h = weight_heads.shape[0] // 2
+    # (H, B, n, D) each, rows n*B + b -> (2H, r, D)
+    stacked = torch.cat([query.unflatten(0, (-1, grad_out.shape[0])).unflatten(-1, (h, -1)).permute(2, 0, 1, 3),
+                         grad_out.permute(2, 1, 0, 3)]).flatten(1, 2)
+    keys_and_values = torch.bmm(stacked, weight_heads)  # (2H, r, C)
+    grad_w = torch.bmm(keys_and_values[h:].transpose(0, 1), tokens.transpose(1, 2))  # (r, H, T)
+    grad_scores = torch._softmax_backward_data(grad_w.to(weights.dtype), weights, -1, weights.dtype)
+    pair = torch.cat([grad_scores, weights], dim=1).to(tokens.dtype)  # (r, 2H, T)
+    torch.bmm(pair.transpose(1, 2), keys_and_values.transpose(0, 1), out=grad_tokens)
+    del keys_and_values  # freed before the next (2H, r, C) intermediate
+    grad_and_mixed = torch.bmm(pair, tokens).transpose(0, 1)  # (2H, r, C)
+    grad_kv_weight = torch.bmm(stacked.transpose(1, 2), grad_and_mixed)  # (2H, D, C)
+    grad_query = torch.baddbmm(stacked.new_empty(()), grad_and_mixed[:h], weight_heads[:h].transpose(1, 2),
+                               beta=0, alpha=scale)  # (H, r, D)
+    return grad_query, grad_kv_weight
 
 
-def _backward_chunk(trajectories: Tensor, query: Tensor, weights: Tensor, grad_out: Tensor, grad_traj: Tensor,
-                    k_weight: Tensor, v_weight: Tensor, chunk: slice, original: bool
-                    ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Gradients of the queries ``chunk``: writes grad_traj's chunk, returns (grad query, grad W_k, grad W_v).
+def _backward_chunk_original(tokens: Tensor, query: Tensor, weights: Tensor, grad_out: Tensor,
+                             weight_heads: Tensor, scale: float, grad_tokens: Tensor) -> tuple[Tensor, Tensor]:
+    """``_backward_chunk`` for pooled trajectory tokens (v = y~): the value half of the weight gets no gradient.
 
-    grad query is (B, n, C); grad W_k and grad W_v are (H, D, C); grad W_v is None for original values.
-    At most two (B, n, H, C) intermediates are alive at a time.
+    Returns the gradient of the unscaled temporal queries (H, r, D) and of W_k per head (H, D, C).
     """
-    b, h, t, _, d = trajectories.shape
-    tokens = _tokens(trajectories, chunk)  # (B, n, T, C)
-    w32 = weights[:, chunk]  # (B, n, H, T)
-    w = w32.to(tokens.dtype)
-    g_out = grad_out[:, chunk]  # (B, n, H, D)
-    if original:
-        grad_v_weight = None
-        grad_w = torch.einsum("bnhd,bnthd->bnht", g_out, tokens.view(b, -1, t, h, d))
-        grad_tokens = torch.einsum("bnht,bnhd->bnthd", w, g_out).reshape(b, -1, t, h * d)
-    else:
-        grad_w, grad_tokens, grad_v_weight = _value_gradients(g_out, w, tokens, v_weight)
-    grad_scores = torch._softmax_backward_data(grad_w.to(w32.dtype), w32, -1, w32.dtype).to(tokens.dtype)
-    # grad_tokens + grad_scores^T q_in_tokens, batched over (B, n): (B*n, T, H) x (B*n, H, C) -> (B*n, T, C);
-    # q_in_tokens is recomputed, not stored, and freed at once
-    grad_tokens = torch.baddbmm(grad_tokens.flatten(0, 1), grad_scores.transpose(-2, -1).flatten(0, 1),
-                                _temporal_queries(query[:, chunk], k_weight).flatten(0, 1))
-    # back to the trajectory layout: (B, n, T, H, D) -> (B, H, T, n, D)
-    grad_traj[:, :, :, chunk] = grad_tokens.view(b, -1, t, h, d).permute(0, 3, 2, 1, 4)
-    del grad_tokens  # freed before the next (B, n, H, C) intermediate
-    # through q_in_tokens = W_k^T q~ / sqrt(D): (H, D, B*n) x (H, B*n, C) and (H, B*n, C) x (H, C, D)
-    grad_q_in_heads = (grad_scores @ tokens).permute(2, 0, 1, 3).flatten(1, 2)  # (B, n, H, C) -> (H, B*n, C)
-    grad_k_weight = _scaled_bmm(_heads_first(query[:, chunk], h).transpose(-2, -1), grad_q_in_heads, head_scale(d))
-    grad_query = _scaled_bmm(grad_q_in_heads, k_weight.transpose(-2, -1), head_scale(d))  # (H, B*n, D)
-    return grad_query.unflatten(1, (b, -1)).permute(1, 2, 0, 3).flatten(2), grad_k_weight, grad_v_weight
-
-
-def _value_gradients(g_out: Tensor, w: Tensor, tokens: Tensor, v_weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Through pooled = W_v (w @ tokens): gradients of w (B, n, H, T), tokens (B, n, T, C) and W_v (H, D, C)."""
-    grad_v_weight = torch.einsum("bnhd,bnhc->hdc", g_out, w @ tokens)
-    grad_mixed = torch.einsum("bnhd,hdc->bnhc", g_out, v_weight)  # (B, n, H, C)
-    return grad_mixed @ tokens.transpose(-2, -1), w.transpose(-2, -1) @ grad_mixed, grad_v_weight
-
-
-def _tokens(trajectories: Tensor, chunk: slice) -> Tensor:
-    """Trajectory tokens of the queries ``chunk``, heads merged: (B, H, T, N, D) -> (B, n, T, H*D)."""
-    b, h, t, _, d = trajectories.shape
-    return trajectories[:, :, :, chunk].permute(0, 3, 2, 1, 4).reshape(b, -1, t, h * d)
-
-
-def _diagonal(trajectories: Tensor) -> Tensor:
-    """Each query's trajectory token at its own frame, as a view: (B, H, T, T*S, D) -> (B, H, S, D, T)."""
-    t = trajectories.shape[2]
-    # query i = t*S + s of frame t: (B, H, T, T, S, D), diagonal over the key frame and the query frame
-    return trajectories.unflatten(3, (t, -1)).diagonal(dim1=2, dim2=3)
-
-
-def _reference_tokens(trajectories: Tensor) -> Tensor:
-    """Each query's trajectory token at its own frame t = i // S, heads merged: (B, N, H*D)."""
-    b, h, _, n, d = trajectories.shape
-    # (B, H, S, D, T) -> (B, T, S, H, D) -> (B, N, C)
-    return _diagonal(trajectories).permute(0, 4, 2, 1, 3).reshape(b, n, h * d)
+    h, d = weight_heads.shape[0] // 2, weight_heads.shape[1]
+    k_weight = weight_heads[:h]
+    query_heads = _heads_first(query, h)  # (H, r, D)
+    g_out = grad_out.transpose(0, 1).flatten(0, 1)  # (r, H, D)
+    keys = torch.bmm(query_heads, k_weight).transpose(0, 1)  # (r, H, C)
+    heads = tokens.unflatten(-1, (h, d))  # (r, T, H, D)
+    grad_w = torch.einsum("rhd,rthd->rht", g_out, heads)
+    grad_scores = torch._softmax_backward_data(grad_w.to(weights.dtype), weights, -1, weights.dtype)
+    grad_scores = grad_scores.to(tokens.dtype)
+    pooled_grad = torch.einsum("rht,rhd->rthd", weights.to(tokens.dtype), g_out).flatten(2)  # (r, T, C)
+    torch.baddbmm(pooled_grad, grad_scores.transpose(1, 2), keys, out=grad_tokens)
+    grad_keys = torch.bmm(grad_scores, tokens).transpose(0, 1)  # (H, r, C)
+    grad_k_weight = torch.bmm(query_heads.transpose(1, 2), grad_keys)  # (H, D, C)
+    grad_query = torch.baddbmm(query.new_empty(()), grad_keys, k_weight.transpose(1, 2), beta=0, alpha=scale)
+    return grad_query, grad_k_weight
 
 
 def trajectory_attention(

@@ -51,9 +51,13 @@ class _HeadsAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def _split_heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        # (B, N, 3C) -> (3, B, H, N, D)
-        qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
-        return qkv[0], qkv[1], qkv[2]
+        """(B, N, C) -> q, k, v: (B, H, N, D) each, views of one (B, N, 3, H, D) projection.
+
+        ``unbind`` over the q/k/v axis: the backward stacks the three gradients straight into the projection's
+        layout, one operation where indexing would take six.
+        """
+        qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).unbind(2)  # (B, N, H, D) each
+        return qkv[0].transpose(1, 2), qkv[1].transpose(1, 2), qkv[2].transpose(1, 2)
 
     def class_token(self, x: Tensor, num_frames: int) -> Tensor:
         """The class token's output alone: (B, 1 + T*S, C) -> (B, 1, C), the patch tokens' rows not computed.
