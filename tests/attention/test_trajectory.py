@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -70,6 +73,72 @@ def test_fast_path_matches_equations(shape, original_temporal_values, chunk_elem
     grads_slow = _grads(slow, inputs)
     for a, b in zip(grads_fast, grads_slow, strict=True):
         _close(a, b)
+
+
+def _fused_layout(x: torch.Tensor) -> torch.Tensor:
+    """The same values laid out (T, N, B, H, D)-major, as the fused kernels write trajectories (B, H, T, N, D)."""
+    return x.permute(2, 3, 0, 1, 4).contiguous().permute(2, 3, 0, 1, 4)
+
+
+@pytest.mark.parametrize("original_temporal_values", [False, True])
+@pytest.mark.parametrize("strided_rows", [False, True])
+def test_temporal_stage_in_any_layout_matches_equations(original_temporal_values, strided_rows, monkeypatch):
+    """Contiguous trajectories (copied chunk by chunk) and the fused kernels' layout (read and written in place):
+    outputs and gradients against eq. 5-6 in float64, with several chunks and gradients written into strided rows
+    (as on a GPU) or copied (as on the CPU)."""
+    monkeypatch.setattr(trajectory_module, "CHUNK_ELEMENTS", 100)
+    monkeypatch.setattr(trajectory_module, "_writes_strided_rows", lambda device: strided_rows)
+    b, h, t, s, d = 2, 3, 3, 4, 2
+    g = torch.Generator().manual_seed(4)
+    traj = torch.randn(b, h, t, t * s, d, generator=g, dtype=torch.float64)
+    _, _, _, proj = _inputs(b, h, t, s, d, seed=6)
+    weights = torch.randn(b, t * s, h * d, generator=g, dtype=torch.float64)
+    expected = None
+    for layout in (traj, _fused_layout(traj)):
+        x = layout.clone(memory_format=torch.preserve_format).requires_grad_()
+        out = trajectory_module.temporal_attention(x, proj, original_temporal_values)
+        grads = torch.autograd.grad((out * weights).sum(), (x, *proj))
+        if expected is None:
+            leaf = traj.clone().requires_grad_()
+            ref = _temporal_reference(leaf, proj, original_temporal_values)
+            torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+            for a, e in zip(grads, torch.autograd.grad((ref * weights).sum(), (leaf, *proj), allow_unused=True),
+                            strict=True):
+                _close(a, e)
+            expected = (out, grads)
+        else:
+            torch.testing.assert_close(out, expected[0], rtol=1e-12, atol=1e-13)
+            for a, e in zip(grads, expected[1], strict=True):
+                torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-13)
+
+
+def _temporal_reference(traj, proj, original):
+    """Eq. 5-6 written out on trajectories (B, H, T, N, D): every trajectory token projected to keys and values."""
+    b, h, t, n, d = traj.shape
+    frames = torch.arange(n) // (n // t)
+    own = traj[:, :, frames, torch.arange(n)]  # (B, H, N, D): each query's token at its own frame
+    tokens = traj.permute(0, 3, 2, 1, 4).reshape(b, n, t, h * d)  # (B, N, T, C)
+    query = own.transpose(1, 2).reshape(b, n, h * d) @ proj.q_weight.T + proj.q_bias
+    kv = tokens @ proj.kv_weight.T + proj.kv_bias
+    keys = kv[..., :h * d].unflatten(-1, (h, d))
+    values = tokens.unflatten(-1, (h, d)) if original else kv[..., h * d:].unflatten(-1, (h, d))
+    scores = torch.einsum("bnhd,bnthd->bnht", query.unflatten(-1, (h, d)), keys) * d ** -0.5
+    return torch.einsum("bnht,bnthd->bnhd", scores.softmax(-1), values).flatten(2)
+
+
+def test_fused_layout_is_read_without_copies():
+    """In the fused kernels' layout the temporal stage's forward copies nothing (heads left unmerged, as the layer
+    takes them): no clone or copy operation."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from launches import LaunchCounter
+
+    traj = _fused_layout(torch.empty(2, 12, 8, 8 * 196, 64, device="meta"))
+    proj = TemporalProjections(*(torch.empty(shape, device="meta") for shape in [(768, 768), (768,), (1536, 768),
+                                                                                   (1536,)]))
+    with LaunchCounter() as counter:
+        trajectory_module._temporal_heads(traj, proj, False)
+    assert not {"clone", "copy_", "_to_copy"} & set(counter.counts), counter.counts
+    assert counter.total == 6, counter.counts  # query, keys, scores, softmax, pooling, values
 
 
 def test_reference_follows_equation_4_to_6_by_loops():
@@ -146,15 +215,13 @@ def test_bad_token_count_names_the_numbers(tokens, frames):
 @pytest.mark.parametrize("device, batch, expected", [("cpu", 1, 7), ("cpu", 8, 56), ("meta", 1, 1), ("meta", 2, 1),
                                                     ("meta", 4, 2), ("meta", 8, 4)])
 def test_query_chunks_bound_the_intermediates_including_the_batch(device, batch, expected):
-    """At ViT-B size (8 x 196 queries, 12 heads, C = 768) every (rows, 2H, C) intermediate stays under the bound.
+    """At ViT-B size (8 x 196 queries, 12 heads, C = 768) every (B x chunk, 2H, C) intermediate stays under the bound.
 
-    Chunks are rows n*B + b of whole queries. The CPU bound is 2^22 elements; other devices (meta stands for a
-    GPU here) take 16 times more.
+    The CPU bound is 2^22 elements; other devices (meta stands for a GPU here) take 16 times more.
     """
     chunks = trajectory_module._chunks(batch, 1568, 12, 768, torch.device(device))
     assert [c.start for c in chunks[1:]] == [c.stop for c in chunks[:-1]]
-    assert chunks[0].start == 0 and chunks[-1].stop == 1568 * batch
-    assert all(c.start % batch == 0 and c.stop % batch == 0 for c in chunks)
+    assert chunks[0].start == 0 and chunks[-1].stop == 1568
     bound = trajectory_module.CHUNK_ELEMENTS * (1 if device == "cpu" else trajectory_module.ACCELERATOR_CHUNK_FACTOR)
-    assert all((c.stop - c.start) * 2 * 12 * 768 <= bound for c in chunks)
+    assert all(batch * (c.stop - c.start) * 2 * 12 * 768 <= bound for c in chunks)
     assert len(chunks) == expected

@@ -48,12 +48,12 @@ PINNED_LAUNCHES = {
     "time": 51,
     "space": 49,
     "trajectory": 71,
-    "trajectory_original_values": 73,
-    "trajectory_average": 48,
-    "trajectory_space_time": 67,
-    "orthoformer": 486,
-    "nystrom": 316,
-    "performer": 120,
+    "trajectory_original_values": 71,
+    "trajectory_average": 49,
+    "trajectory_space_time": 68,
+    "orthoformer": 487,
+    "nystrom": 317,
+    "performer": 121,
 }
 
 

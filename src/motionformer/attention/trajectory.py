@@ -76,6 +76,9 @@ def exact_frame_attention(q: Tensor, k: Tensor, v: Tensor, num_frames: int) -> T
     v_frames = v.unflatten(2, (num_frames, s)).permute(2, 0, 1, 3, 4).reshape(num_frames, b * h, s, d)
     q_frames = q.reshape(1, b * h, n, d).expand(num_frames, b * h, n, d)
     out = F.scaled_dot_product_attention(q_frames, k_frames, v_frames)  # (T, B*H, N, D)
+    # (T, N, B*H, D)-major, as the fused kernels write it for queries laid out as ours: the temporal stage reads
+    # it in place. A copy only where a kernel wrote another layout (the math kernel).
+    out = out.transpose(1, 2).contiguous().transpose(1, 2)
     return out.view(num_frames, b, h, n, d).permute(1, 2, 0, 3, 4)  # (B, H, T, N, D), a view
 
 
@@ -129,7 +132,7 @@ ACCELERATOR_CHUNK_FACTOR = 16
 
 
 def _chunks(batch: int, num_queries: int, heads: int, channels: int, device: torch.device) -> list[slice]:
-    """Rows of the (queries x batch) token matrix, whole queries per chunk, whose intermediates fit the bound.
+    """Query ranges whose (batch x chunk, 2 x heads, channels) intermediates hold at most the device's bound.
 
     Every device but the CPU takes the accelerator bound, the meta device included (launch counts model a GPU).
     While ``torch.export`` traces, the bound holds per clip instead, so the exported graph works for any batch.
@@ -137,7 +140,7 @@ def _chunks(batch: int, num_queries: int, heads: int, channels: int, device: tor
     budget = CHUNK_ELEMENTS * (1 if device.type == "cpu" else ACCELERATOR_CHUNK_FACTOR)
     per_query = 2 * heads * channels * (1 if torch.compiler.is_exporting() else batch)
     size = max(1, budget // per_query)
-    return [slice(start * batch, min(start + size, num_queries) * batch) for start in range(0, num_queries, size)]
+    return [slice(start, min(start + size, num_queries)) for start in range(0, num_queries, size)]
 
 
 def _joined(parts: list[Tensor], dim: int) -> Tensor:
@@ -145,27 +148,51 @@ def _joined(parts: list[Tensor], dim: int) -> Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
 
 
-def _summed(parts: list[Tensor], dtype: torch.dtype) -> Tensor:
-    """The sum of equally shaped tensors in ``dtype``, without an operation for a single one already in it."""
-    return parts[0].to(dtype) if len(parts) == 1 else torch.stack(parts).sum(0, dtype=dtype)
-
-
-def _token_matrix(trajectories: Tensor) -> Tensor:
-    """Every query's trajectory tokens, heads merged: (B, H, T, N, D) -> (N*B, T, H*D), row n*B + b.
+def _rows(trajectories: Tensor, queries: slice) -> Tensor:
+    """The trajectory tokens of ``queries``, heads merged: (B, H, T, N, D) -> (n*B, T, H*D), row (query, clip).
 
     A view when the trajectories lie (T, N, B, H, D)-major in memory, the layout of the fused attention kernels'
-    output in ``exact_frame_attention``; a copy otherwise.
+    output in ``exact_frame_attention``; a copy of the chunk otherwise.
     """
-    b, h, t, n, d = trajectories.shape
-    return trajectories.permute(3, 0, 2, 1, 4).reshape(n * b, t, h * d)
+    _, h, t, _, d = trajectories.shape
+    return trajectories[:, :, :, queries].permute(3, 0, 2, 1, 4).reshape(-1, t, h * d)
 
 
-def _own_frame(tokens: Tensor, batch: int) -> Tensor:
-    """Each query's token at its own frame, as a view: (N*B, T, C) -> (T, S*B, C), frame t holding its S*B rows."""
-    rows, t, _ = tokens.shape
-    # row (t_q*S + s)*B + b -> (T_q, S, B, T_k, C); the diagonal t_q = t_k is (S, B, C, T)
-    own = tokens.unflatten(0, (t, rows // (t * batch), batch)).diagonal(dim1=0, dim2=3)
-    return own.permute(3, 0, 1, 2).flatten(1, 2)
+def _row_view(trajectories: Tensor, queries: slice) -> Tensor | None:
+    """``_rows`` where it is a view (to write into), else None."""
+    part = trajectories[:, :, :, queries].permute(3, 0, 2, 1, 4)  # (n, B, T, H, D)
+    _, b, t, h, d = part.shape
+    stride_n, stride_b, _, stride_h, stride_d = part.stride()
+    if (b > 1 and stride_n != b * stride_b) or (h > 1 and stride_h != d * stride_d) or stride_d != 1:
+        return None
+    return part.reshape(-1, t, h * d)
+
+
+def _writes_strided_rows(device: torch.device) -> bool:
+    """Whether the backward's GEMMs write gradient rows straight into the strided trajectory layout on ``device``.
+
+    Not on the CPU, where a GEMM into strided rows is slower than one into a fresh tensor plus a copy.
+    """
+    return device.type != "cpu"
+
+
+def _write_rows(trajectories: Tensor, queries: slice, rows: Tensor) -> None:
+    """Copy (n*B, T, C) ``rows`` into the queries ``queries`` of (B, H, T, N, D) ``trajectories``."""
+    b, h, t, _, d = trajectories.shape
+    trajectories[:, :, :, queries].permute(3, 0, 2, 1, 4).copy_(rows.view(-1, b, t, h, d))
+
+
+def _diagonal(trajectories: Tensor) -> Tensor:
+    """Each query's token at its own frame, as a view: (B, H, T, T*S, D) -> (T, S, B, H, D)."""
+    t = trajectories.shape[2]
+    # query t_q*S + s: (B, H, T_k, T_q, S, D); the diagonal t_q = t_k is (B, H, S, D, T)
+    return trajectories.unflatten(3, (t, -1)).diagonal(dim1=2, dim2=3).permute(4, 2, 0, 1, 3)
+
+
+def _own_frame(trajectories: Tensor) -> Tensor:
+    """``_diagonal`` as (T, S*B, C), frame t holding its queries' rows: a view where the layout allows."""
+    t, s, b, h, d = _diagonal(trajectories).shape
+    return _diagonal(trajectories).reshape(t, s * b, h * d)
 
 
 def _heads_first(rows: Tensor, heads: int) -> Tensor:
@@ -193,15 +220,15 @@ class _TemporalAttention(torch.autograd.Function):
         b, h, _, n, d = trajectories.shape
         dtype, c = trajectories.dtype, h * d
         with full_precision(trajectories.device):  # dtypes are chosen explicitly here
-            tokens = _token_matrix(trajectories)  # (NB, T, C)
             bias_q = q_bias.to(dtype) if q_bias is not None else None
-            query = _scaled_query(_own_frame(tokens, b), q_weight.to(dtype), bias_q, head_scale(d))  # (NB, C)
+            query = _scaled_query(_own_frame(trajectories), q_weight.to(dtype), bias_q, head_scale(d))  # (NB, C)
             k_weight, v_weight = kv_weight.to(dtype).view(2 * h, d, c).split(h)  # (H, D, C) each
             v_bias = None
             if kv_bias is not None and not original_temporal_values:
                 v_bias = kv_bias[c:].to(dtype).view(h, 1, d)
-            parts = [_forward_chunk(tokens[rows], query[rows], k_weight, v_weight, v_bias, original_temporal_values)
-                     for rows in _chunks(b, n, h, c, trajectories.device)]
+            parts = [_forward_chunk(_rows(trajectories, chunk), query[chunk.start * b:chunk.stop * b], k_weight,
+                                    v_weight, v_bias, original_temporal_values)
+                     for chunk in _chunks(b, n, h, c, trajectories.device)]
         weights = _joined([w for w, _ in parts], dim=0)  # (NB, H, T), float32 or wider
         ctx.save_for_backward(trajectories, q_weight, q_bias, kv_weight, kv_bias, query, weights)
         ctx.original_temporal_values = original_temporal_values
@@ -243,21 +270,30 @@ def _temporal_backward(grad_pooled: Tensor, trajectories: Tensor, q_weight: Tens
     """Gradients of the trajectories, proj_q's weight and bias and proj_kv's weight and bias."""
     b, h, t, n, d = trajectories.shape
     c, dtype, scale = h * d, trajectories.dtype, head_scale(d)
-    tokens = _token_matrix(trajectories)  # (NB, T, C)
     grad_out = grad_pooled.to(dtype).view(b, n, h, d)
-    grad_tokens = tokens.new_empty(tokens.shape)
+    grad_traj = torch.empty_like(trajectories)  # the same layout: rows are views of it where they are of the input
+    in_place = _writes_strided_rows(trajectories.device)
     weight_heads = kv_weight.to(dtype).view(2 * h, d, c)  # [W_k; W_v] per head
-    chunk = _backward_chunk_original if original else _backward_chunk
-    parts = [chunk(tokens[rows], query[rows], weights[rows], grad_out[:, rows.start // b:rows.stop // b],
-                   weight_heads, scale, grad_tokens[rows]) for rows in _chunks(b, n, h, c, trajectories.device)]
-    grad_query = _joined([part[0] for part in parts], dim=1).transpose(0, 1).reshape(n * b, c)  # of q~, unscaled
-    # the query's own trajectory token: y~_own = the diagonal of the trajectories
-    _own_frame(grad_tokens, b).add_((grad_query @ q_weight.to(dtype)).view(t, -1, c))
+    backward_chunk = _backward_chunk_original if original else _backward_chunk
     acc = torch.promote_types(q_weight.dtype, torch.float32)  # weight gradients accumulate here
-    own = _own_frame(tokens, b).reshape(n * b, c)
+    grad_query = grad_out.new_empty(n * b, c)  # of q~, unscaled
+    grad_kv_weight = None
+    for chunk in _chunks(b, n, h, c, trajectories.device):
+        rows = slice(chunk.start * b, chunk.stop * b)
+        target = _row_view(grad_traj, chunk) if in_place else None
+        grad_rows, grad_query_heads, grad_weight = backward_chunk(
+            _rows(trajectories, chunk), query[rows], weights[rows], grad_out[:, chunk], weight_heads, scale, target)
+        if target is None:
+            _write_rows(grad_traj, chunk, grad_rows)
+        grad_query[rows].unflatten(1, (h, d)).transpose(0, 1).copy_(grad_query_heads)
+        # summed chunk by chunk, so that at most one partial sum is alive
+        grad_kv_weight = grad_weight.to(acc) if grad_kv_weight is None else grad_kv_weight.add_(grad_weight)
+    # the query's own trajectory token: y~_own = the diagonal of the trajectories
+    _diagonal(grad_traj).add_((grad_query @ q_weight.to(dtype)).view(t, -1, b, h, d))
+    own = _own_frame(trajectories).reshape(n * b, c)
     grad_q_weight = (grad_query.T.to(acc) @ own.to(acc)).to(q_weight.dtype)
     grad_q_bias = grad_query.sum(0, dtype=acc).to(q_bias.dtype) if q_bias is not None else None
-    grad_kv_weight = _summed([part[1] for part in parts], acc).view(-1, c)
+    grad_kv_weight = grad_kv_weight.view(-1, c)
     if original:  # the value half of proj_kv is unused: zero gradient
         grad_kv_weight = F.pad(grad_kv_weight, (0, 0, 0, c))
     grad_kv_weight = grad_kv_weight.to(kv_weight.dtype)
@@ -265,15 +301,13 @@ def _temporal_backward(grad_pooled: Tensor, trajectories: Tensor, q_weight: Tens
     if kv_bias is not None:  # the key bias cancels in the softmax: zero gradient, as for unused values
         grad_v_bias = grad_out.new_zeros(c) if original else grad_out.sum((0, 1), dtype=acc).view(c)
         grad_kv_bias = F.pad(grad_v_bias, (c, 0)).to(kv_bias.dtype)
-    # (NB, T, C) -> (B, H, T, N, D), a view
-    return grad_tokens.view(n, b, t, h, d).permute(1, 3, 2, 0, 4), grad_q_weight, grad_q_bias, grad_kv_weight, \
-        grad_kv_bias
+    return grad_traj, grad_q_weight, grad_q_bias, grad_kv_weight, grad_kv_bias
 
 
 def _backward_chunk(tokens: Tensor, query: Tensor, weights: Tensor, grad_out: Tensor, weight_heads: Tensor,
-                    scale: float, grad_tokens: Tensor) -> tuple[Tensor, Tensor]:
-    """Gradients of the rows ``tokens`` (r, T, C): writes ``grad_tokens`` (r, T, C, contiguous), returns the
-    gradient of the unscaled temporal queries (H, r, D) and of ``proj_kv``'s weight per head (2H, D, C).
+                    scale: float, out: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of the rows ``tokens`` (r, T, C): (of the tokens, written into ``out`` when given; of the unscaled
+    temporal queries, (H, r, D); of ``proj_kv``'s weight per head, (2H, D, C)).
 
     Keys and values go through one GEMM each way: [q~/sqrt(D); grad out] (2H, r, D) against [W_k; W_v] gives
     [W_k^T q~/sqrt(D); grad of the pooled mixture] (2H, r, C), and [grad scores; weights] (r, 2H, T) against the
@@ -287,21 +321,19 @@ def _backward_chunk(tokens: Tensor, query: Tensor, weights: Tensor, grad_out: Te
     grad_w = torch.bmm(keys_and_values[h:].transpose(0, 1), tokens.transpose(1, 2))  # (r, H, T)
     grad_scores = torch._softmax_backward_data(grad_w.to(weights.dtype), weights, -1, weights.dtype)
     pair = torch.cat([grad_scores, weights], dim=1).to(tokens.dtype)  # (r, 2H, T)
-    torch.bmm(pair.transpose(1, 2), keys_and_values.transpose(0, 1), out=grad_tokens)
+    grad_tokens = torch.bmm(pair.transpose(1, 2), keys_and_values.transpose(0, 1), out=out)  # (r, T, C)
     del keys_and_values  # freed before the next (2H, r, C) intermediate
     grad_and_mixed = torch.bmm(pair, tokens).transpose(0, 1)  # (2H, r, C)
     grad_kv_weight = torch.bmm(stacked.transpose(1, 2), grad_and_mixed)  # (2H, D, C)
     grad_query = torch.baddbmm(stacked.new_empty(()), grad_and_mixed[:h], weight_heads[:h].transpose(1, 2),
                                beta=0, alpha=scale)  # (H, r, D)
-    return grad_query, grad_kv_weight
+    return grad_tokens, grad_query, grad_kv_weight
 
 
 def _backward_chunk_original(tokens: Tensor, query: Tensor, weights: Tensor, grad_out: Tensor,
-                             weight_heads: Tensor, scale: float, grad_tokens: Tensor) -> tuple[Tensor, Tensor]:
-    """``_backward_chunk`` for pooled trajectory tokens (v = y~): the value half of the weight gets no gradient.
-
-    Returns the gradient of the unscaled temporal queries (H, r, D) and of W_k per head (H, D, C).
-    """
+                             weight_heads: Tensor, scale: float, out: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """``_backward_chunk`` for pooled trajectory tokens (v = y~): the value half of the weight gets no gradient,
+    and the last gradient is of W_k alone, (H, D, C)."""
     h, d = weight_heads.shape[0] // 2, weight_heads.shape[1]
     k_weight = weight_heads[:h]
     query_heads = _heads_first(query, h)  # (H, r, D)
@@ -312,11 +344,11 @@ def _backward_chunk_original(tokens: Tensor, query: Tensor, weights: Tensor, gra
     grad_scores = torch._softmax_backward_data(grad_w.to(weights.dtype), weights, -1, weights.dtype)
     grad_scores = grad_scores.to(tokens.dtype)
     pooled_grad = torch.einsum("rht,rhd->rthd", weights.to(tokens.dtype), g_out).flatten(2)  # (r, T, C)
-    torch.baddbmm(pooled_grad, grad_scores.transpose(1, 2), keys, out=grad_tokens)
+    grad_tokens = torch.baddbmm(pooled_grad, grad_scores.transpose(1, 2), keys, out=out)
     grad_keys = torch.bmm(grad_scores, tokens).transpose(0, 1)  # (H, r, C)
     grad_k_weight = torch.bmm(query_heads.transpose(1, 2), grad_keys)  # (H, D, C)
     grad_query = torch.baddbmm(query.new_empty(()), grad_keys, k_weight.transpose(1, 2), beta=0, alpha=scale)
-    return grad_query, grad_k_weight
+    return grad_tokens, grad_query, grad_k_weight
 
 
 def trajectory_attention(
