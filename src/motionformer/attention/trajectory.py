@@ -110,7 +110,7 @@ def temporal_attention(
     and the backward recomputes the (query, head, C) intermediates instead of storing them: only the
     trajectories (already kept by the first stage), the temporal queries and the temporal weights are
     saved. The trajectory tokens are read in place when the first stage wrote them frame-major, query
-    next (as the fused kernels of ``exact_frame_attention`` do), and copied once otherwise.
+    next (as ``exact_frame_attention`` does), and copied chunk by chunk otherwise.
     """
     return _temporal_heads(trajectories, projections, original_temporal_values).flatten(2)
 
