@@ -123,7 +123,7 @@ def _temporal_heads(trajectories: Tensor, projections: TemporalProjections, orig
                                     original_temporal_values)
 
 
-# Elements of the largest intermediate of the temporal stage, (queries, 2 x heads, channels) per chunk, on the
+# Elements of the largest intermediate of the temporal stage, (batch x queries, 2 x heads, channels) per chunk, on the
 # CPU (16 MiB in float32). Queries are processed in chunks that keep every intermediate below the bound.
 # Other devices take ACCELERATOR_CHUNK_FACTOR times more (256 MiB in float32), since a GPU step otherwise
 # waits on the launches of many small chunks: ViT-B at 8 x 196 runs in one chunk up to batch 2.
@@ -191,8 +191,9 @@ def _diagonal(trajectories: Tensor) -> Tensor:
 
 def _own_frame(trajectories: Tensor) -> Tensor:
     """``_diagonal`` as (T, S*B, C), frame t holding its queries' rows: a view where the layout allows."""
-    t, s, b, h, d = _diagonal(trajectories).shape
-    return _diagonal(trajectories).reshape(t, s * b, h * d)
+    diagonal = _diagonal(trajectories)
+    t, s, b, h, d = diagonal.shape
+    return diagonal.reshape(t, s * b, h * d)
 
 
 def _heads_first(rows: Tensor, heads: int) -> Tensor:
@@ -270,7 +271,7 @@ def _temporal_backward(grad_pooled: Tensor, trajectories: Tensor, q_weight: Tens
     """Gradients of the trajectories, proj_q's weight and bias and proj_kv's weight and bias."""
     b, h, t, n, d = trajectories.shape
     c, dtype, scale = h * d, trajectories.dtype, head_scale(d)
-    grad_out = grad_pooled.to(dtype).view(b, n, h, d)
+    grad_out = grad_pooled.to(dtype)  # (B, N, H, D)
     grad_traj = torch.empty_like(trajectories)  # the same layout: rows are views of it where they are of the input
     in_place = _writes_strided_rows(trajectories.device)
     weight_heads = kv_weight.to(dtype).view(2 * h, d, c)  # [W_k; W_v] per head
